@@ -1,0 +1,59 @@
+"""Model registry: ``get_model(name, n_classes, ckpt_path=None, ...)``.
+
+Importing this package registers every model family.
+"""
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models.registry import ModelSpec, get_model_spec, list_models, register_model
+from models import tiny, vgg, resnet, vit  # noqa: F401  (registration side effects)
+from utils.checkpoint import load_checkpoint
+from utils.errors import UserError
+
+__all__ = ["get_model", "get_model_spec", "list_models", "register_model", "ModelSpec"]
+
+
+def get_model(name, n_classes, ckpt_path=None, img_size=64, in_channels=3, pretrained_weights=None):
+    """Build a registered model; optionally load a checkpoint or a local weights file.
+
+    ``ckpt_path`` is one of our checkpoints (refused if it belongs to another architecture or
+    class count); ``pretrained_weights`` is a plain local state dict (e.g. ImageNet weights the
+    user downloaded), loaded non-strictly without the classification head. Nothing is downloaded.
+    """
+    spec = get_model_spec(name)
+    model = spec.builder(n_classes=n_classes, img_size=img_size, in_channels=in_channels)
+    _disable_inplace(model)
+    if pretrained_weights:
+        _load_backbone_weights(model, pretrained_weights)
+    if ckpt_path:
+        checkpoint = load_checkpoint(ckpt_path)
+        if checkpoint.get("model_name") != name or checkpoint.get("n_classes") != n_classes:
+            raise UserError(
+                f"checkpoint {ckpt_path} is for model '{checkpoint.get('model_name')}' with "
+                f"{checkpoint.get('n_classes')} classes, expected '{name}' with {n_classes} classes")
+        model.load_state_dict(checkpoint["model_state_dict"])
+    model.model_name = name
+    model.eval()
+    return model
+
+
+def _disable_inplace(model):
+    # In-place activations overwrite tensors that hooks and LRP still need.
+    for module in model.modules():
+        if hasattr(module, "inplace"):
+            module.inplace = False
+
+
+def _load_backbone_weights(model, path):
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"pretrained_weights: file not found: {path.resolve()}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("model_state_dict", state)
+    own = model.state_dict()
+    compatible = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not compatible:
+        raise UserError(f"pretrained_weights: no tensor in {path} matches the model's layers")
+    model.load_state_dict(compatible, strict=False)

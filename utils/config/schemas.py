@@ -1,0 +1,101 @@
+"""Config schemas, one per step. Key names follow the original Reveal2Revise framework.
+
+Every schema forbids unknown keys (a typo must not be silently ignored) and validates
+registry names (datasets, models) so a wrong name fails before any work starts.
+"""
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+Probability = float
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class BaseConfig(StrictModel):
+    """Keys shared by every step: what data, what model, where outputs go."""
+
+    config_name: str = Field(description="name of the run; defaults to the config file's stem")
+    seed: int = 0
+    output_dir: str | None = Field(None, description="output root; default from local_config.yaml, "
+                                   "$SHORTCUTLAB_OUTPUT_DIR or 'outputs'")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_workers: int = Field(0, ge=0)
+
+    dataset_name: str = "synth_derm"
+    data_paths: list[str] = Field(default_factory=list)
+    img_size: int = Field(64, ge=8)
+    dataset_options: dict[str, Any] = Field(default_factory=dict,
+                                            description="options specific to the data set")
+    artifacts: dict[str, dict[str, Probability]] | None = Field(
+        None, description="artifact -> {class name: probability}; None keeps the data set's default")
+    artifact_type: str | None = Field(None, description="artifact inserted by a *_attacked data set")
+    attacked_classes: list[str | int] = Field(default_factory=list)
+    p_artifact: Probability = Field(0.0, ge=0.0, le=1.0)
+    artifact: str | None = Field(None, description="the artifact (bias concept) under study")
+
+    model_name: str = "tiny_vgg"
+    ckpt_path: str | None = None
+    batch_size: int = Field(64, ge=1)
+    lrp_backend: Literal["auto", "fast", "zennit", "conservative"] = Field(
+        "auto", description="LRP implementation; auto picks the fastest that supports the model")
+
+    wandb_enabled: bool = False
+    wandb_offline: bool = True
+    wandb_project_name: str | None = None
+    wandb_api_key: str | None = None
+
+    _source_file: str | None = PrivateAttr(None)
+
+    @field_validator("dataset_name")
+    @classmethod
+    def _known_dataset(cls, name):
+        from datasets import list_datasets
+
+        if name not in list_datasets():
+            raise ValueError(f"one of {', '.join(list_datasets())}")
+        return name
+
+    @field_validator("model_name")
+    @classmethod
+    def _known_model(cls, name):
+        from models import list_models
+
+        if name not in list_models():
+            raise ValueError(f"one of {', '.join(list_models())}")
+        return name
+
+    @field_validator("artifacts")
+    @classmethod
+    def _probabilities(cls, spec):
+        for artifact, per_class in (spec or {}).items():
+            for cls_name, p in per_class.items():
+                if not 0.0 <= p <= 1.0:
+                    raise ValueError(f"probabilities in [0, 1] (artifact {artifact}, class {cls_name})")
+        return spec
+
+
+class TrainingConfig(BaseConfig):
+    """``model_training.start_training``."""
+
+    optimizer: Literal["sgd", "adam", "adamw"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    num_epochs: int = Field(10, ge=1)
+    milestones: list[int] = Field(default_factory=list, description="epochs at which lr *= gamma")
+    gamma: float = Field(0.1, gt=0)
+    loss: Literal["cross_entropy", "weighted_cross_entropy", "bce"] = "cross_entropy"
+    eval_every: int = Field(1, ge=1)
+    augment: bool = True
+    pretrained_weights: str | None = Field(None, description="local state dict to start from")
+
+    @field_validator("milestones", mode="before")
+    @classmethod
+    def _parse_milestones(cls, value):
+        # the original framework wrote milestones as a string "30,40"
+        if isinstance(value, str):
+            return [int(v) for v in value.split(",") if v.strip()]
+        return value

@@ -1,0 +1,94 @@
+"""One interface for every LRP computation of the framework.
+
+``get_attributor(model)`` returns a backend for the model; ``attribute`` gives, in one forward and
+one backward pass, the input relevance, the relevance and activation of every requested layer and
+the model output. Semantics follow zennit-crp's ``CondAttribution``:
+
+* ``targets`` (one class per sample) starts the backward pass at that logit, with its value as
+  the initial relevance;
+* ``conditions`` (one dict per sample, ``{layer: [channels]}``) masks the relevance flowing
+  through a layer to the listed channels (concept-conditional relevance);
+* ``start_layer`` + ``init_rel`` starts the backward pass at a hidden layer instead, with
+  ``init_rel(activation)`` as the initial relevance (used for CAV-conditioned localization).
+
+Backends are registered by name; which one a model uses is decided here, in one place.
+"""
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+
+from utils.errors import UserError
+
+_BACKENDS = {}
+
+
+@dataclass
+class Attribution:
+    heatmap: torch.Tensor  # relevance at the input, same shape as the input
+    outputs: torch.Tensor  # logits (or the start layer's activation)
+    relevances: dict = field(default_factory=dict)  # layer name -> relevance at its output
+    activations: dict = field(default_factory=dict)  # layer name -> its output
+
+
+def register_backend(name):
+    def decorate(cls):
+        _BACKENDS[name] = cls
+        return cls
+
+    return decorate
+
+
+def list_backends():
+    return sorted(_BACKENDS)
+
+
+def get_attributor(model, backend="auto", composite=None):
+    """The attribution backend for ``model`` (built by ``models.get_model``).
+
+    ``backend='auto'`` picks what the model's spec asks for: conservative propagation for
+    transformers, otherwise the fastest registered backend that supports the model.
+    """
+    from models import get_model_spec
+
+    spec = get_model_spec(getattr(model, "model_name", None) or _unknown(model))
+    if backend == "auto":
+        candidates = ["conservative"] if spec.composite == "vit_conservative" else ["fast", "zennit"]
+        backend = next(name for name in candidates if name in _BACKENDS and _BACKENDS[name].supports(model, spec))
+    if backend not in _BACKENDS:
+        raise UserError(f"unknown lrp_backend '{backend}'; valid names: {', '.join(list_backends())}")
+    return _BACKENDS[backend](model, spec, composite=composite)
+
+
+def _unknown(model):
+    raise UserError(f"{type(model).__name__} was not built by models.get_model; cannot choose LRP rules")
+
+
+@contextlib.contextmanager
+def frozen_parameters(model):
+    """Turn off parameter gradients for an attribution pass and restore the flags afterwards.
+
+    Attribution must not leave a model that is being trained with frozen weights.
+    """
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for param, flag in zip(model.parameters(), flags):
+            param.requires_grad_(flag)
+
+
+def conditions_from(targets=None, conditions=None, n=None):
+    """Merge per-sample ``targets`` into per-sample condition dicts (zennit-crp style)."""
+    if conditions is None:
+        conditions = [{} for _ in range(n)]
+    conditions = [dict(c) for c in conditions]
+    if targets is not None:
+        for cond, target in zip(conditions, torch.as_tensor(targets).view(-1).tolist()):
+            cond["y"] = [int(target)]
+    return conditions
+
+
+# importing the modules registers the backends
+from utils.lrp import zennit_backend, vit  # noqa: E402,F401
