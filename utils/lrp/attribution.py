@@ -14,6 +14,8 @@ the model output. Semantics follow zennit-crp's ``CondAttribution``:
 Backends are registered by name; which one a model uses is decided here, in one place.
 """
 import contextlib
+import dataclasses
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -54,10 +56,21 @@ def get_attributor(model, backend="auto", composite=None):
     spec = get_model_spec(getattr(model, "model_name", None) or _unknown(model))
     if backend == "auto":
         candidates = ["conservative"] if spec.composite == "vit_conservative" else ["fast", "zennit"]
-        backend = next(name for name in candidates if name in _BACKENDS and _BACKENDS[name].supports(model, spec))
+        wanted = dataclasses.replace(spec, composite=composite) if composite else spec
+        backend = next(name for name in candidates if name in _BACKENDS and _BACKENDS[name].supports(model, wanted))
+        _warn_fallback(candidates[:candidates.index(backend)], backend, model, wanted)
     if backend not in _BACKENDS:
         raise UserError(f"unknown lrp_backend '{backend}'; valid names: {', '.join(list_backends())}")
     return _BACKENDS[backend](model, spec, composite=composite)
+
+
+def _warn_fallback(skipped, chosen, model, spec):
+    """One line per preferred backend that was skipped, saying why (e.g. a module type)."""
+    for name in skipped:
+        reason = getattr(_BACKENDS.get(name), "unsupported_reason", None)
+        if reason is not None:
+            warnings.warn(f"LRP backend '{name}' cannot explain this model ({reason(model, spec)}); "
+                          f"using '{chosen}'", stacklevel=3)
 
 
 def _unknown(model):
@@ -91,4 +104,4 @@ def conditions_from(targets=None, conditions=None, n=None):
 
 
 # importing the modules registers the backends
-from utils.lrp import zennit_backend, vit  # noqa: E402,F401
+from utils.lrp import zennit_backend, vit, fast  # noqa: E402,F401

@@ -1,0 +1,114 @@
+"""What every data set split offers to the rest of the framework.
+
+A split is a ``torch.utils.data.Dataset`` yielding ``(normalised input, label)``, plus the metadata
+later steps need: class names, sample ids, labels, normalisation, artifact annotations and masks,
+and foreground masks. Subclasses implement :meth:`load_raw` (input in [0, 1], channels first).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+class BaseDataset(torch.utils.data.Dataset):
+    modality = "image"  # "image": (C, H, W); "signal": (C, T)
+
+    def __init__(self, split, class_names, sample_ids, labels, mean, std, augment=False,
+                 multi_label=False):
+        self.split = split
+        self.class_names = list(class_names)
+        self.sample_ids = list(sample_ids)
+        self.labels = np.asarray(labels)
+        self.mean = torch.as_tensor(mean, dtype=torch.float32)
+        self.std = torch.as_tensor(std, dtype=torch.float32)
+        self.augment = augment
+        self.multi_label = multi_label
+
+    # --- to implement -------------------------------------------------------------------------
+    def load_raw(self, idx) -> torch.Tensor:
+        """Input of sample ``idx`` in [0, 1] before augmentation and normalisation."""
+        raise NotImplementedError
+
+    def get_foreground_mask(self, idx):
+        """Boolean mask of the object of interest (e.g. the lesion), or ``None`` if unknown."""
+        return None
+
+    # --- artifacts: data sets without annotations have none -------------------------------------
+    @property
+    def artifact_names(self):
+        return []
+
+    def artifact_labels(self, artifact) -> np.ndarray:
+        """Boolean array: which samples contain ``artifact``."""
+        return np.zeros(len(self), dtype=bool)
+
+    def get_mask(self, idx, artifact):
+        """Boolean mask of the pixels (or time steps) of ``artifact`` in sample ``idx``, or None."""
+        return None
+
+    # --- shared behaviour ---------------------------------------------------------------------
+    @property
+    def n_classes(self):
+        return len(self.class_names)
+
+    def __len__(self):
+        return len(self.sample_ids)
+
+    def label(self, idx):
+        label = self.labels[idx]
+        if self.multi_label:
+            return torch.as_tensor(label, dtype=torch.float32)
+        return int(label)
+
+    def __getitem__(self, idx):
+        x = self.load_raw(idx)
+        if self.augment:
+            (x,) = self.random_flips([x])
+        return self.normalize(x), self.label(idx)
+
+    def random_flips(self, tensors):
+        """Apply the same random flips to an input and its masks (training augmentation)."""
+        dims = [-1] if self.modality == "signal" else [-1, -2]
+        out = list(tensors)
+        for dim in dims:
+            if self.modality != "signal" and torch.rand(()) < 0.5:
+                out = [t.flip(dim) if t is not None else None for t in out]
+        return out
+
+    def normalize(self, x):
+        """Normalise one sample (C, ...) or a batch (N, C, ...)."""
+        return (x - self._per_channel(self.mean, x)) / self._per_channel(self.std, x)
+
+    def denormalize(self, x):
+        return x * self._per_channel(self.std, x) + self._per_channel(self.mean, x)
+
+    def _per_channel(self, stat, x):
+        sample_dims = 2 if self.modality == "signal" else 3
+        leading = x.dim() - sample_dims  # 0 for one sample, 1 for a batch
+        return stat.to(x).view(*([1] * leading), -1, *([1] * (sample_dims - 1)))
+
+    def class_counts(self):
+        if self.multi_label:
+            return self.labels.sum(0)
+        return np.bincount(self.labels, minlength=self.n_classes)
+
+
+@dataclass
+class DataSplits:
+    train: BaseDataset
+    val: BaseDataset
+    test: BaseDataset
+
+    @property
+    def class_names(self):
+        return self.train.class_names
+
+    @property
+    def n_classes(self):
+        return self.train.n_classes
+
+    def get(self, split) -> BaseDataset:
+        return {"train": self.train, "val": self.val, "test": self.test}[split]
+
+    def items(self):
+        return [("train", self.train), ("val", self.val), ("test", self.test)]

@@ -1,0 +1,120 @@
+"""Embedded synthetic dermoscopy: a lesion on textured skin, generated from (seed, split, index).
+
+No files and no download: every image is drawn on the fly, deterministically. Two classes differ by
+genuine lesion properties, with overlapping distributions so the task is learnable but not trivial:
+
+* benign nevus: fairly round, regular border, one brown tone, mostly symmetric;
+* melanoma: irregular border (higher harmonics of the outline), colour variegation (dark brown,
+  black, blue-grey and red regions), asymmetric pigment.
+
+Every image comes with its lesion (foreground) mask. By default a band-aid sits in about a third
+of the benign images and in none of the melanomas (the shortcut the demo must reveal and fix);
+rulers appear at equal rates in both classes (a harmless distractor).
+"""
+import functools
+import zlib
+
+import numpy as np
+import torch
+
+from datasets.base import BaseDataset
+
+CLASS_NAMES = ("benign", "melanoma")
+SPLIT_SIZES = {"train": 2000, "val": 500, "test": 500}
+DEFAULT_ARTIFACTS = {"band_aid": {"benign": 0.33}, "ruler": {"benign": 0.15, "melanoma": 0.15}}
+# Parameter ranges (benign, melanoma) of the lesion properties that carry the diagnosis. They overlap
+# on purpose: the genuine signal must be learnable but weaker than a band-aid, as in real data.
+OVERLAP = {
+    "irregularity": ((0.0, 0.07), (0.02, 0.10)),
+    "variegation": ((0.0, 0.45), (0.2, 0.8)),
+    "n_colours": ((1, 3), (2, 5)),
+    "asymmetry": ((0.0, 0.3), (0.2, 1.0)),
+}
+_PIGMENTS = np.array([[0.30, 0.17, 0.10],  # dark brown
+                      [0.10, 0.07, 0.08],  # black
+                      [0.38, 0.45, 0.55],  # blue-grey veil
+                      [0.62, 0.26, 0.24]])  # red
+
+
+def _smooth_field(rng, yy, xx, n_waves=6, max_freq=4.0):
+    """A smooth random field in about [-1, 1]: a sum of random plane waves."""
+    field = np.zeros_like(yy)
+    for _ in range(n_waves):
+        freq = rng.uniform(0.5, max_freq)
+        angle, phase = rng.uniform(0, 2 * np.pi), rng.uniform(0, 2 * np.pi)
+        field += np.cos(freq * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)
+    return field / np.sqrt(n_waves / 2)
+
+
+def render_lesion(rng, size, malignant):
+    """Draw one image (size x size x 3, float32 in [0, 1]) and its lesion mask."""
+    lin = np.linspace(-1, 1, size, dtype=np.float32)
+    yy, xx = np.meshgrid(lin, lin, indexing="ij")
+
+    # skin: base tone, smooth shading, fine grain
+    tone = np.array([0.86, 0.66, 0.56]) + rng.uniform(-0.06, 0.04, 3)
+    shading = 0.04 * _smooth_field(rng, yy, xx, max_freq=2.0)
+    grain = 0.015 * rng.standard_normal((size, size))
+    skin = tone[None, None, :] + (shading + grain)[..., None]
+
+    # outline: radius as a function of angle; melanomas have stronger high harmonics
+    cy, cx = rng.uniform(-0.12, 0.12, 2)
+    dy, dx = yy - cy, xx - cx
+    theta, rho = np.arctan2(dy, dx), np.hypot(dy, dx)
+    r0 = rng.uniform(0.3, 0.45)
+    elongation = rng.uniform(0.0, 0.25)
+    radius = r0 * (1 + elongation * np.cos(2 * (theta - rng.uniform(0, np.pi))))
+    irregularity = rng.uniform(*OVERLAP["irregularity"][malignant])
+    for k in range(3, 9):
+        radius = radius * (1 + irregularity * rng.uniform(0.3, 1.0) * np.cos(k * theta + rng.uniform(0, 2 * np.pi)))
+    edge = rng.uniform(0.01, 0.03)
+    alpha = 1 / (1 + np.exp(-(radius - rho) / edge))
+
+    # pigment: benign one brown tone; melanoma variegated with asymmetric placement
+    brown = np.array([0.52, 0.32, 0.22]) + rng.uniform(-0.06, 0.06, 3)
+    darkening = 1 - 0.25 * np.clip(1 - rho / (r0 + 1e-6), 0, 1) * rng.uniform(0.2, 1.0)
+    lesion = brown[None, None, :] * darkening[..., None]
+    variegation = rng.uniform(*OVERLAP["variegation"][malignant])
+    n_colours = rng.integers(*OVERLAP["n_colours"][malignant])
+    for colour in rng.choice(len(_PIGMENTS), size=n_colours, replace=False):
+        blob = _smooth_field(rng, yy - cy, xx - cx, n_waves=4, max_freq=3.0)
+        # pigment concentrated on one side: asymmetry, mostly in melanomas
+        side = rng.uniform(0, 2 * np.pi)
+        blob = blob + rng.uniform(*OVERLAP["asymmetry"][malignant]) * (np.cos(side) * dx + np.sin(side) * dy) / (r0 + 1e-6)
+        weight = variegation * np.clip(blob - 0.3, 0, 1)[..., None]
+        lesion = lesion * (1 - weight) + _PIGMENTS[colour][None, None, :] * weight
+
+    image = skin * (1 - alpha[..., None]) + lesion * alpha[..., None]
+    return np.clip(image, 0, 1).astype(np.float32), alpha > 0.5
+
+
+class SynthDermSplit(BaseDataset):
+    """One split of the synthetic dermoscopy data set (no artifacts; see ``with_artifacts``)."""
+
+    def __init__(self, split, n_samples, img_size=64, seed=0, p_malignant=0.5, augment=False):
+        self.img_size, self.seed, self._split_code = img_size, seed, zlib.crc32(split.encode())
+        labels = np.array([int(np.random.default_rng([seed, self._split_code, i, 0]).random() < p_malignant)
+                           for i in range(n_samples)])
+        ids = [f"{split}_{i:05d}" for i in range(n_samples)]
+        super().__init__(split, CLASS_NAMES, ids, labels, mean=(0.80, 0.61, 0.51), std=(0.13, 0.12, 0.12),
+                         augment=augment)
+        # small images are cheap to keep; large ones are re-drawn on demand
+        self._render = functools.lru_cache(maxsize=4096 if img_size <= 128 else 64)(self._render_uncached)
+
+    def _render_uncached(self, idx):
+        rng = np.random.default_rng([self.seed, self._split_code, idx, 1])
+        return render_lesion(rng, self.img_size, bool(self.labels[idx]))
+
+    def load_raw(self, idx):
+        image, _ = self._render(idx)
+        return torch.from_numpy(image).permute(2, 0, 1)
+
+    def get_foreground_mask(self, idx):
+        return torch.from_numpy(self._render(idx)[1].copy())
+
+
+def build_synth_derm(img_size=64, seed=0, n_train=SPLIT_SIZES["train"], n_val=SPLIT_SIZES["val"],
+                     n_test=SPLIT_SIZES["test"], p_malignant=0.5):
+    sizes = {"train": n_train, "val": n_val, "test": n_test}
+    return {split: SynthDermSplit(split, n, img_size, seed, p_malignant, augment=split == "train")
+            for split, n in sizes.items()}

@@ -1,0 +1,97 @@
+"""Artifacts inserted into any image data set at per-class rates, with evaluation subsets.
+
+This one mechanism serves both the embedded data set's natural-looking artifacts and the
+``<name>_attacked`` controlled setting of the published work. Which samples carry an artifact is
+a deterministic function of (seed, split, index, artifact), so every run, process and step sees
+the same data. Modes give the evaluation subsets:
+
+* ``ch``: the training distribution (artifacts at the configured rates);
+* ``clean``: no inserted artifact at all;
+* ``attacked``: the target artifact in every sample (other artifacts as in ``ch``).
+"""
+import zlib
+
+import numpy as np
+import torch
+
+from datasets.artifacts import insert_artifact
+from datasets.base import BaseDataset
+from utils.errors import UserError
+
+MODES = ("ch", "clean", "attacked")
+
+
+def _code(text):
+    return zlib.crc32(text.encode())
+
+
+class ArtifactDataset(BaseDataset):
+    def __init__(self, base: BaseDataset, spec, seed=0, target=None, mode="ch"):
+        """``spec``: artifact -> {class index: probability}; ``target``: the artifact of ``attacked``."""
+        super().__init__(base.split, base.class_names, base.sample_ids, base.labels, base.mean, base.std,
+                         base.augment, base.multi_label)
+        if mode not in MODES:
+            raise UserError(f"unknown evaluation subset '{mode}'; valid: {', '.join(MODES)}")
+        self.base, self.spec, self.seed, self.mode = base, dict(spec), seed, mode
+        self.target = target if target is not None else next(iter(self.spec), None)
+        self._drawn = {name: self._draw_all(name) for name in self.spec}
+
+    def with_mode(self, mode):
+        """The same split as evaluation subset ``mode`` (``ch``, ``clean`` or ``attacked``)."""
+        return ArtifactDataset(self.base, self.spec, self.seed, self.target, mode)
+
+    # --- which samples carry which artifact --------------------------------------------------
+    def _draw_all(self, artifact):
+        rates = self.spec[artifact]
+        split, art = _code(self.split), _code(artifact)
+        draws = np.array([np.random.default_rng([self.seed, split, i, art]).random() for i in range(len(self))])
+        if self.multi_label:
+            p = np.array([max([rates.get(c, 0.0) for c in np.flatnonzero(row)] or [0.0]) for row in self.labels])
+        else:
+            p = np.array([rates.get(int(y), 0.0) for y in self.labels])
+        return draws < p
+
+    @property
+    def artifact_names(self):
+        return list(self.spec)
+
+    def artifact_labels(self, artifact):
+        if artifact not in self.spec:
+            return np.zeros(len(self), dtype=bool)
+        if self.mode == "clean":
+            return np.zeros(len(self), dtype=bool)
+        if self.mode == "attacked" and artifact == self.target:
+            return np.ones(len(self), dtype=bool)
+        return self._drawn[artifact].copy()
+
+    def _present(self, idx):
+        return [a for a in self.spec if self.artifact_labels(a)[idx]] if self.mode != "clean" else []
+
+    # --- rendering ------------------------------------------------------------------------------
+    def render(self, idx):
+        """Image (H, W, 3) with its artifacts and the visible mask of each artifact."""
+        image = self.base.load_raw(idx).permute(1, 2, 0).numpy()
+        masks = {}
+        for artifact in self._present(idx):
+            rng = np.random.default_rng([self.seed, _code(self.split), idx, _code(artifact), 1])
+            image, mask = insert_artifact(image, artifact, rng)
+            for other in masks.values():  # a later artifact may cover an earlier one
+                other &= ~mask
+            masks[artifact] = mask
+        return image, masks
+
+    def load_raw(self, idx):
+        return torch.from_numpy(np.ascontiguousarray(self.render(idx)[0])).permute(2, 0, 1)
+
+    def get_mask(self, idx, artifact):
+        image, masks = self.render(idx)
+        return torch.from_numpy(masks.get(artifact, np.zeros(image.shape[:2], dtype=bool)))
+
+    def get_foreground_mask(self, idx):
+        foreground = self.base.get_foreground_mask(idx)
+        if foreground is None:
+            return None
+        _, masks = self.render(idx)
+        for mask in masks.values():
+            foreground = foreground & ~torch.from_numpy(mask)
+        return foreground

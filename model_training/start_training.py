@@ -1,0 +1,29 @@
+"""Train a model: ``python -m model_training.start_training --config_file F [--resume]``."""
+from model_training.trainer import run_training
+from utils.cli import config_parser, main_entry
+from utils.config import TrainingConfig, load_config
+from utils.table import format_table
+
+
+def subset_rows(metrics_by_split):
+    """One row per (split, subset) with accuracy, its standard error and macro-F1."""
+    return [{"split": split, "subset": subset, "n": m["n"], "accuracy": m["accuracy"],
+             "accuracy_se": m["accuracy_se"], "macro_f1": m["macro_f1"]}
+            for split, subsets in metrics_by_split.items() for subset, m in subsets.items()]
+
+
+@main_entry
+def main(argv=None):
+    parser = config_parser(__doc__)
+    parser.add_argument("--resume", action="store_true", help="continue a stopped run from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="start again even if outputs exist")
+    args = parser.parse_args(argv)
+    config = load_config(args.config_file, TrainingConfig)
+    out_dir, metrics = run_training(config, resume=args.resume, overwrite=args.overwrite)
+    print(format_table(subset_rows({"val": metrics["val"], "test": metrics["test"]})))
+    print(f"outputs: {out_dir}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Supervised training with evaluation, best/last checkpoints, metrics files and resume.
+
+Used by ``start_training`` and reused by the mitigation step, which plugs extra loss terms in
+through ``Trainer.extra_loss`` (a callable ``(model, batch) -> tensor``).
+"""
+import csv
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from datasets import get_dataset_from_config
+from model_training.losses import build_loss
+from models import get_model, get_model_spec
+from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.config import save_resolved_config
+from utils.device import resolve_device
+from utils.errors import UserError
+from utils.io import write_json, write_text
+from utils.metrics import evaluate, evaluate_subsets
+from utils.paths import step_dir
+from utils.wandb_logging import RunLogger
+
+OPTIMIZERS = {
+    "sgd": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay),
+    "adam": lambda params, c: torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay),
+    "adamw": lambda params, c: torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay),
+}
+
+
+def training_dir(config):
+    return step_dir(config, "training")
+
+
+def best_checkpoint_path(config) -> Path:
+    return step_dir(config, "training", create=False) / "checkpoints" / "best.pt"
+
+
+class Trainer:
+    def __init__(self, config, out_dir=None, model=None, splits=None):
+        self.config = config
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed)
+        self.splits = splits or get_dataset_from_config(config)
+        self.splits.train.augment = config.augment
+        self.model = model or get_model(config.model_name, self.splits.n_classes, img_size=config.img_size,
+                                        in_channels=self.splits.train.load_raw(0).shape[0],
+                                        pretrained_weights=config.pretrained_weights)
+        self.model.to(self.device)
+        self.out_dir = Path(out_dir or training_dir(config))
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.criterion = build_loss(config.loss, self.splits.train.class_counts()).to(self.device)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = OPTIMIZERS[config.optimizer](trainable, config)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, config.milestones, config.gamma)
+        self.history, self.start_epoch, self.best_val = [], 0, -1.0
+        self.extra_loss = None
+
+    # --- state ---------------------------------------------------------------------------------
+    def _save(self, name, epoch):
+        save_checkpoint(self.ckpt_dir / name, self.model, self.config.model_name, self.splits.n_classes,
+                        self.config.model_dump(mode="json"), epoch=epoch,
+                        optimizer_state_dict=self.optimizer.state_dict(),
+                        scheduler_state_dict=self.scheduler.state_dict(), history=self.history,
+                        best_val_accuracy=self.best_val, torch_rng_state=torch.get_rng_state())
+
+    def resume(self):
+        checkpoint = load_checkpoint(self.ckpt_dir / "last.pt")
+        self.model.load_state_dict(checkpoint["model_state_dict"])
+        self.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+        self.scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
+        self.history = list(checkpoint["history"])
+        self.start_epoch = int(checkpoint["epoch"])
+        self.best_val = float(checkpoint["best_val_accuracy"])
+        torch.set_rng_state(checkpoint["torch_rng_state"])
+
+    # --- loop ----------------------------------------------------------------------------------
+    def _loader(self, epoch):
+        # a per-epoch generator makes the sample order reproducible across resumes
+        generator = torch.Generator().manual_seed(self.config.seed * 10_000 + epoch)
+        return torch.utils.data.DataLoader(self.splits.train, batch_size=self.config.batch_size, shuffle=True,
+                                           generator=generator, num_workers=self.config.num_workers,
+                                           drop_last=len(self.splits.train) > self.config.batch_size)
+
+    def train_epoch(self, epoch):
+        self.model.train()
+        total, correct, loss_sum = 0, 0, 0.0
+        progress = tqdm(self._loader(epoch), desc=f"epoch {epoch + 1}/{self.config.num_epochs}", leave=False)
+        for batch in progress:
+            x, y = batch[0].to(self.device), batch[1].to(self.device)
+            logits = self.model(x)
+            loss = self.criterion(logits, y)
+            if self.extra_loss is not None:
+                loss = loss + self.extra_loss(self.model, batch, logits)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += len(x)
+            loss_sum += loss.item() * len(x)
+            if y.dim() == 1:
+                correct += (logits.argmax(1) == y).sum().item()
+            progress.set_postfix(loss=f"{loss_sum / total:.4f}")
+        self.scheduler.step()
+        return {"train_loss": loss_sum / total, "train_accuracy": correct / total if correct else float("nan")}
+
+    def fit(self):
+        logger = RunLogger(self.config, self.out_dir)
+        for epoch in range(self.start_epoch, self.config.num_epochs):
+            start = time.time()
+            row = {"epoch": epoch + 1, **self.train_epoch(epoch)}
+            if (epoch + 1) % self.config.eval_every == 0 or epoch + 1 == self.config.num_epochs:
+                val = evaluate(self.model, self.splits.val, self.config.batch_size, self.device,
+                               self.config.num_workers)
+                row.update(val_accuracy=val["accuracy"], val_macro_f1=val["macro_f1"])
+                if val["accuracy"] > self.best_val:
+                    self.best_val = val["accuracy"]
+                    self._save("best.pt", epoch + 1)
+            row["seconds"] = time.time() - start
+            self.history.append(row)
+            logger.log(row, step=epoch + 1)
+            self._save("last.pt", epoch + 1)
+            self._write_history()
+        logger.finish()
+        return self.history
+
+    def _write_history(self):
+        keys = list(dict.fromkeys(k for row in self.history for k in row))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.history)
+        write_text(self.out_dir / "metrics.csv", buffer.getvalue())
+
+
+def run_training(config, resume=False, overwrite=False):
+    """Train ``config``'s model; returns the output folder and the test metrics per subset."""
+    out_dir = training_dir(config)
+    last = out_dir / "checkpoints" / "last.pt"
+    if last.exists() and not (resume or overwrite):
+        raise UserError(f"{out_dir} already holds a training run; pass --resume to continue it, "
+                        "--overwrite to start again, or choose another config_name")
+    trainer = Trainer(config, out_dir)
+    if resume and last.exists():
+        trainer.resume()
+    save_resolved_config(config, out_dir)
+    trainer.fit()
+    best = load_checkpoint(out_dir / "checkpoints" / "best.pt")
+    trainer.model.load_state_dict(best["model_state_dict"])
+    test = evaluate_subsets(trainer.model, trainer.splits.test, config.batch_size, trainer.device, config.num_workers)
+    val = evaluate_subsets(trainer.model, trainer.splits.val, config.batch_size, trainer.device, config.num_workers)
+    metrics = {"best_epoch": best.get("epoch"), "test": test, "val": val, "history": trainer.history,
+               "default_layer": get_model_spec(config.model_name).default_layer}
+    write_json(out_dir / "metrics.json", metrics)
+    from utils.plots import plot_training_curves
+
+    plot_training_curves(trainer.history, out_dir / "training_curves.png")
+    return out_dir, metrics

@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+import torch
+
+from datasets import get_dataset, list_datasets
+from datasets.artifacts import insert_artifact, list_artifacts
+from utils.errors import UserError
+
+SMALL = {"n_train": 60, "n_val": 20, "n_test": 20}
+
+
+def _data(**kwargs):
+    return get_dataset(kwargs.pop("name", "synth_derm"), img_size=32, dataset_options=SMALL, **kwargs)
+
+
+def test_generation_is_deterministic_and_seed_dependent():
+    a, b, c = _data(seed=3).train, _data(seed=3).train, _data(seed=4).train
+    assert torch.equal(a.load_raw(5), b.load_raw(5))
+    assert np.array_equal(a.labels, b.labels)
+    assert not torch.equal(a.load_raw(5), c.load_raw(5))
+
+
+def test_splits_differ_and_have_both_classes():
+    data = _data()
+    assert not torch.equal(data.train.load_raw(0), data.test.load_raw(0))
+    for _, split in data.items():
+        assert set(split.labels) == {0, 1}
+        assert split.get_foreground_mask(0).dtype == torch.bool
+
+
+def test_image_size_224_works():
+    split = get_dataset("synth_derm", img_size=224, dataset_options=SMALL).val
+    x, y = split[0]
+    assert x.shape == (3, 224, 224) and y in (0, 1)
+
+
+@pytest.mark.parametrize("artifact", list_artifacts("image"))
+def test_mask_is_exactly_the_changed_pixels(artifact):
+    image = np.random.default_rng(0).uniform(0.05, 0.95, (48, 48, 3)).astype(np.float32)
+    out, mask = insert_artifact(image, artifact, np.random.default_rng(1))
+    changed = (out != image).any(-1)
+    assert mask.dtype == bool and mask.any()
+    assert np.array_equal(mask, changed)
+
+
+def test_default_shortcut_rates():
+    train = get_dataset("synth_derm", img_size=32).train  # full size: rates are measurable
+    band_aid = train.artifact_labels("band_aid")
+    assert band_aid[train.labels == 1].sum() == 0
+    assert 0.28 < band_aid[train.labels == 0].mean() < 0.38
+    ruler = train.artifact_labels("ruler")
+    assert abs(ruler[train.labels == 0].mean() - ruler[train.labels == 1].mean()) < 0.05
+
+
+def test_rendered_masks_match_annotations():
+    split = _data().train
+    labels = split.artifact_labels("band_aid")
+    with_artifact, without = np.flatnonzero(labels)[0], np.flatnonzero(~labels)[0]
+    assert split.get_mask(with_artifact, "band_aid").any()
+    assert not split.get_mask(without, "band_aid").any()
+    clean = split.with_mode("clean")
+    changed = (split.load_raw(with_artifact) != clean.load_raw(with_artifact)).any(0)
+    assert torch.equal(changed, split.get_mask(with_artifact, "band_aid"))
+
+
+def test_evaluation_subsets_contain_or_lack_the_artifact():
+    test = _data(artifact="band_aid").test
+    attacked, clean = test.with_mode("attacked"), test.with_mode("clean")
+    assert attacked.artifact_labels("band_aid").all()
+    assert not clean.artifact_labels("band_aid").any() and not clean.artifact_labels("ruler").any()
+    for idx in range(3):
+        assert attacked.get_mask(idx, "band_aid").any()
+        assert not clean.get_mask(idx, "band_aid").any()
+        assert torch.equal(clean.load_raw(idx), clean.base.load_raw(idx))
+
+
+def test_attacked_wrapper_uses_published_defaults_and_overrides():
+    assert "synth_derm_attacked" in list_datasets()
+    data = _data(name="synth_derm_attacked", artifact_type="microscope", attacked_classes=["melanoma"], p_artifact=1.0)
+    train = data.train
+    assert train.artifact_names == ["microscope"]
+    assert np.array_equal(train.artifact_labels("microscope"), train.labels == 1)
+    assert _data(name="synth_derm_attacked").train.target == "band_aid"
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"name": "nope"}, "unknown dataset 'nope'"),
+    ({"artifacts": {"band_aid": {"cat": 0.5}}}, "unknown class 'cat'"),
+    ({"artifacts": {"laser": {"benign": 0.5}}}, "unknown artifact 'laser'"),
+    ({"artifact": "ruler_x"}, "'artifact': 'ruler_x' is not inserted"),
+])
+def test_bad_dataset_arguments(kwargs, message):
+    with pytest.raises(UserError, match=message):
+        _data(**kwargs)
+
+
+def test_unknown_dataset_option():
+    with pytest.raises(UserError, match="has no option 'n_trian'"):
+        get_dataset("synth_derm", dataset_options={"n_trian": 3})
+
+
+def test_flips_move_input_and_masks_together():
+    split = _data().train
+    torch.manual_seed(0)
+    x = torch.arange(16.0).view(1, 4, 4)
+    flipped = [split.random_flips([x, x.clone()]) for _ in range(8)]
+    assert all(torch.equal(a, b) for a, b in flipped)
+    assert any(not torch.equal(a, x) for a, _ in flipped)

@@ -1,0 +1,44 @@
+import json
+
+import pytest
+import torch
+
+from model_training.start_training import main
+from model_training.trainer import run_training
+from tests.conftest import TINY_DATA
+from utils.checkpoint import load_checkpoint
+from utils.config import TrainingConfig, load_config
+from utils.errors import UserError
+
+TINY_TRAINING = {**TINY_DATA, "model_name": "tiny_vgg", "batch_size": 16, "lr": 0.003, "seed": 0}
+
+
+def test_training_reduces_loss_and_writes_outputs(write_config, tmp_path):
+    path = write_config("train", **TINY_TRAINING, num_epochs=4)
+    metrics = main(["--config_file", str(path)])
+    out = tmp_path / "outputs" / "training" / "synth_derm" / "tiny_vgg" / "train"
+    losses = [row["train_loss"] for row in metrics["history"]]
+    assert losses[-1] < losses[0]
+    for name in ("config.yaml", "metrics.csv", "metrics.json", "training_curves.png",
+                 "checkpoints/best.pt", "checkpoints/last.pt"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "metrics.json").read_text())
+    assert set(saved["test"]) == {"clean", "attacked", "ch"}
+    assert load_checkpoint(out / "checkpoints" / "best.pt")["model_name"] == "tiny_vgg"
+
+
+def test_resume_continues_exactly(write_config, tmp_path):
+    full = load_config(write_config("full", **TINY_TRAINING, num_epochs=3), TrainingConfig)
+    run_training(full)
+    path = write_config("stopped", **TINY_TRAINING, num_epochs=2)
+    run_training(load_config(path, TrainingConfig))
+    with pytest.raises(UserError, match="already holds a training run; pass --resume"):
+        run_training(load_config(path, TrainingConfig))
+    resumed = load_config(path, TrainingConfig, overrides={"num_epochs": 3})
+    run_training(resumed, resume=True)
+    root = tmp_path / "outputs" / "training" / "synth_derm" / "tiny_vgg"
+    a = load_checkpoint(root / "full" / "checkpoints" / "last.pt")
+    b = load_checkpoint(root / "stopped" / "checkpoints" / "last.pt")
+    assert b["epoch"] == 3 and len(b["history"]) == 3
+    for key, value in a["model_state_dict"].items():
+        assert torch.allclose(value.float(), b["model_state_dict"][key].float(), atol=1e-6), key

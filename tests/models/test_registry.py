@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from models import get_model, get_model_spec, list_models
+from utils.checkpoint import save_checkpoint
+from utils.errors import UserError
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_builds_and_runs(name):
+    size = 224 if name == "vit_b_16" else 32
+    model = get_model(name, n_classes=3, img_size=size)
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, size, size))
+    assert out.shape == (1, 3)
+    modules = dict(model.named_modules())
+    spec = get_model_spec(name)
+    assert spec.layer_names and all(layer in modules for layer in spec.layer_names)
+    assert spec.default_layer in spec.layer_names
+    assert not any(getattr(m, "inplace", False) for m in model.modules())
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(UserError, match="valid names: .*tiny_vgg"):
+        get_model("no_such_model", 2)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = get_model("tiny_resnet", 2)
+    save_checkpoint(tmp_path / "m.pt", model, "tiny_resnet", 2)
+    loaded = get_model("tiny_resnet", 2, ckpt_path=tmp_path / "m.pt")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), loaded(x))
+
+
+@pytest.mark.parametrize("name,n_classes", [("tiny_vgg", 2), ("tiny_resnet", 5)])
+def test_wrong_checkpoint_is_refused(tmp_path, name, n_classes):
+    save_checkpoint(tmp_path / "m.pt", get_model("tiny_resnet", 2), "tiny_resnet", 2)
+    with pytest.raises(UserError, match="checkpoint .* is for model 'tiny_resnet' with 2 classes"):
+        get_model(name, n_classes, ckpt_path=tmp_path / "m.pt")
+
+
+def test_corrupt_checkpoint_gives_clear_error(tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        get_model("tiny_vgg", 2, ckpt_path=tmp_path / "bad.pt")

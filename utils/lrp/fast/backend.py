@@ -1,0 +1,176 @@
+"""``FastBackend``: zennit's LRP in one recorded forward pass and one closed-form backward walk.
+
+Same interface and semantics as ``ZennitBackend`` (zennit composite + zennit-crp's
+``CondAttribution`` with ``exclude_parallel=True``), without autograd: no graph is built, no
+hooks are registered, no parameter is touched.
+
+One deliberate difference: crp groups the samples of a batch by the set of layers their
+conditions name and runs each group separately (which, for groups smaller than the batch,
+broadcasts data and conditions against each other). Here every sample simply gets its own
+condition, in batch order. When all samples name the same layers, as in every caller of this
+framework, the two agree.
+"""
+import warnings
+
+import numpy as np
+import torch
+
+from utils.errors import UserError
+from utils.lrp.attribution import Attribution, conditions_from, register_backend
+from utils.lrp.fast.graph import build_graph
+from utils.lrp.fast.nodes import Unsupported
+
+
+@register_backend("fast")
+class FastBackend:
+    """LRP for the conv families of the registry (VGG, ResNet, their tiny versions, 1D CNNs).
+
+    The graph is built once from the model's structure; parameters are read at every call, so
+    the backend follows a model that is being trained. Computes eval-mode semantics (running
+    BatchNorm statistics, no dropout) whatever ``model.training`` says.
+    """
+
+    def __init__(self, model, spec, composite=None):
+        self.model, self.spec = model, spec
+        self.composite_name = composite or spec.composite
+        try:
+            self.graph = build_graph(model, self.composite_name, spec.canonizer)
+        except Unsupported as error:
+            raise UserError(f"lrp_backend 'fast' does not support {type(model).__name__}: {error}; "
+                            "use lrp_backend 'zennit'") from None
+
+    @staticmethod
+    def supports(model, spec):
+        return FastBackend.unsupported_reason(model, spec) is None
+
+    @staticmethod
+    def unsupported_reason(model, spec):
+        """``None`` if supported, else a short description of the first obstacle."""
+        try:
+            build_graph(model, spec.composite, spec.canonizer)
+        except Unsupported as error:
+            return str(error)
+        return None
+
+    def attribute(self, x, targets=None, record_layers=(), conditions=None, start_layer=None, init_rel=None):
+        conditions = conditions_from(targets, conditions, n=len(x))
+        if start_layer is not None:
+            conditions = [{k: v for k, v in c.items() if k != "y"} for c in conditions]
+        x, conditions = _broadcast(x.detach(), conditions)
+        condition_layers = list(dict.fromkeys(k for c in conditions for k in c if k != "y"))
+        layers = self._recorded_layers(record_layers, condition_layers, start_layer)
+        if start_layer is None and init_rel is None and any("y" not in c for c in conditions):
+            raise ValueError("every sample needs a target ('y' in its condition) unless start_layer or "
+                             "init_rel is given")
+        order = {name: i for i, name in enumerate(self.graph.output_order)}
+        # stop the forward pass at the start layer unless a later layer is to be recorded
+        stop_early = start_layer is not None and all(order[n] <= order[start_layer] for n in layers)
+        trace = _Trace(conditions, layers, start_layer, frozenset(condition_layers), stop_early)
+
+        with torch.no_grad():
+            try:
+                logits = self.graph.run(x, trace)
+            except _StopForward:
+                logits = None
+            if start_layer is not None:
+                outputs = trace.start_activation
+                trace.start_relevance = _initial_relevance(outputs, init_rel)
+                heatmap = self.graph.explain(None, trace)
+            else:
+                outputs = logits
+                heatmap = self.graph.explain(_initial_relevance(outputs, init_rel, conditions), trace)
+
+        activations = {name: trace.activations[name] for name in layers}
+        relevances = {name: trace.relevances.get(name, torch.zeros_like(activations[name])) for name in layers}
+        heatmap = torch.zeros_like(x) if heatmap is None else heatmap
+        return Attribution(heatmap, outputs, relevances, activations)
+
+    def _recorded_layers(self, record_layers, condition_layers, start_layer):
+        """crp records the requested layers, the condition layers and the start layer."""
+        known = set(self.graph.output_order)
+        missing = [n for n in record_layers if n not in known]
+        if missing:
+            warnings.warn(f"Some layer names not found in model: {missing}.")
+        for name in condition_layers + ([start_layer] if start_layer is not None else []):
+            if name not in known:
+                raise KeyError(f"layer '{name}' not found in model")
+        layers = [n for n in record_layers if n in known] + condition_layers
+        return list(dict.fromkeys(layers + ([start_layer] if start_layer is not None else [])))
+
+
+class _StopForward(Exception):
+    """Raised when the start layer is reached and nothing after it is needed."""
+
+
+class _Trace:
+    """The state of one call: tensors stored by the rules, masks, recordings, start layer."""
+
+    def __init__(self, conditions, recorded, start, cuts, stop_early):
+        self.conditions, self.recorded, self.start = conditions, set(recorded), start
+        self.cuts, self.stop_early = cuts, stop_early  # cuts: condition layers (crp's exclude_parallel)
+        self.masked = {k for c in conditions for k in c if k != "y"}
+        self.saved, self.activations, self.relevances = {}, {}, {}
+        self.start_activation = self.start_relevance = None
+
+    def save(self, node, value):
+        self.saved[node] = value
+
+    def pop(self, node):
+        return self.saved.pop(node, None)  # freed as soon as the backward walk has used it
+
+    def visited(self, node, y):
+        if node.name in self.recorded:
+            self.activations[node.name] = y
+        if node.name == self.start:
+            self.start_activation = y
+            if self.stop_early:
+                raise _StopForward
+
+    def arrived(self, node, r):
+        """Relevance ``r`` reached the output of ``node``: mask it, record it (crp's order)."""
+        if node.name in self.masked:
+            r = r * self._mask(node.name, r)
+        if node.records and node.name in self.recorded:
+            self.relevances[node.name] = r
+        return r
+
+    def _mask(self, name, r):
+        mask = torch.ones(r.shape[:2], dtype=r.dtype)
+        for i, condition in enumerate(self.conditions):
+            if name in condition:
+                mask[i] = 0
+                mask[i, condition[name]] = 1
+        return mask.view(*mask.shape, *(1,) * (r.dim() - 2)).to(r.device)
+
+
+def _broadcast(x, conditions):
+    """crp's broadcasting: one sample and many conditions, or many samples and one condition."""
+    if len(x) == len(conditions):
+        return x, conditions
+    n_data = len(x)
+    if len(conditions) > 1:
+        x = torch.repeat_interleave(x, len(conditions), dim=0)
+    if n_data > 1:
+        conditions = conditions * n_data
+    return x, conditions
+
+
+def _initial_relevance(outputs, init_rel, conditions=None):
+    """crp's ``relevance_init``: ``init_rel`` (callable, tensor or number) or the outputs
+    themselves, restricted per sample to the classes in ``'y'`` when ``conditions`` are given."""
+    if callable(init_rel):
+        selection = init_rel(outputs.clone())
+    elif isinstance(init_rel, torch.Tensor):
+        selection = init_rel
+    elif isinstance(init_rel, (int, np.integer)):
+        selection = torch.full(outputs.shape, int(init_rel))
+    else:
+        selection = outputs
+    selection = torch.as_tensor(selection).to(outputs)
+    if conditions is None or all("y" not in c for c in conditions):
+        return selection
+    masked = torch.zeros_like(selection)
+    for i, condition in enumerate(conditions):
+        classes = condition.get("y", slice(None))
+        masked[i, classes] = selection[i, classes]
+    return masked

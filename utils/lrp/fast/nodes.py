@@ -1,0 +1,143 @@
+"""The nodes of the fast engine's graph: a tree that mirrors how a model computes its output.
+
+Every node runs forward (``run``), storing in the ``trace`` what its rule needs, and explains
+backward (``explain``), turning the relevance at its output into the relevance at its input.
+``None`` stands for "no relevance flows here" (above the start layer, or on a path that a
+concept condition excludes); it costs nothing and becomes zeros where a layer is recorded.
+
+Leaves (one module and its rule) live in ``rules.py``; the two containers are here:
+``Sequence`` (children one after the other) and ``Residual`` (branch + shortcut, summed).
+"""
+import torch
+
+
+class Unsupported(Exception):
+    """The model contains something the fast engine has no closed-form rule for."""
+
+
+class Node:
+    """Base class. ``name`` is the module's qualified name (``None`` for anonymous steps)."""
+
+    name = None
+    records = False  # this occurrence's output is what crp records for ``name`` (the last call)
+    names = frozenset()  # recorded names in this subtree, itself included
+
+    def children(self):
+        return ()
+
+    def bind(self, nonneg_in):
+        """Note whether the input is known to be non-negative; return the same for the output.
+
+        The z+ rule can skip the negative half of its input when the input is a ReLU output.
+        """
+        return False
+
+    def run(self, x, trace):
+        y = self.forward(x, trace)
+        if self.records:
+            trace.visited(self, y)
+        return y
+
+    def explain(self, r, trace):
+        if self.records and self.name == trace.start:
+            r = trace.start_relevance
+        elif r is None and trace.start not in self.names:
+            return None  # nothing flows into this subtree
+        if r is not None:
+            r = trace.arrived(self, r)
+        return self.backward(r, trace)
+
+    def forward(self, x, trace):
+        raise NotImplementedError
+
+    def backward(self, r, trace):
+        raise NotImplementedError
+
+
+class Sequence(Node):
+    """Children applied one after the other (``nn.Sequential``, a model's top-level forward)."""
+
+    def __init__(self, name, steps):
+        self.name, self.steps = name, list(steps)
+
+    def children(self):
+        return self.steps
+
+    def bind(self, nonneg_in):
+        for step in self.steps:
+            nonneg_in = step.bind(nonneg_in)
+        return nonneg_in
+
+    def forward(self, x, trace):
+        for step in self.steps:
+            x = step.run(x, trace)
+        return x
+
+    def backward(self, r, trace):
+        for step in reversed(self.steps):
+            r = step.explain(r, trace)
+        return r
+
+
+class Residual(Node):
+    """``post(branch(x) + shortcut(x))``: torchvision's BasicBlock and Bottleneck.
+
+    With zennit's ResNet canonizer the sum is a ``Sum`` module with the ``Norm`` rule: relevance
+    is split in proportion to the two summands (``sum_rule='norm'``). Without it the sum is a
+    plain addition and both summands get the full gradient (``sum_rule='gradient'``).
+
+    crp computes concept-conditional relevance with ``exclude_parallel=True``: once a condition
+    layer lies on one path of the block, the other path receives no relevance.
+    """
+
+    def __init__(self, name, branch, shortcut, post, sum_rule):
+        self.name, self.branch, self.shortcut, self.post = name, branch, shortcut, post
+        self.sum_rule = sum_rule
+
+    def children(self):
+        return [c for c in (self.branch, self.shortcut, self.post) if c is not None]
+
+    def bind(self, nonneg_in):
+        branch = self.branch.bind(nonneg_in)
+        shortcut = self.shortcut.bind(nonneg_in) if self.shortcut else nonneg_in
+        return self.post.bind(branch and shortcut)
+
+    def forward(self, x, trace):
+        out = self.branch.run(x, trace)
+        identity = self.shortcut.run(x, trace) if self.shortcut else x
+        z = identity + out
+        trace.save(self, (identity, out, z))
+        return self.post.run(z, trace)
+
+    def backward(self, r, trace):
+        r = self.post.explain(r, trace)
+        saved = trace.pop(self)
+        r_identity = r_out = None
+        if r is not None and self.sum_rule == "norm":
+            identity, out, z = saved
+            s = r / stabilize(z)
+            r_identity, r_out = identity * s, out * s
+        elif r is not None:
+            r_identity = r_out = r
+        shortcut_names = self.shortcut.names if self.shortcut else frozenset()
+        in_branch, in_shortcut = trace.cuts & self.branch.names, trace.cuts & shortcut_names
+        if in_branch and not in_shortcut:
+            r_identity = None
+        elif in_shortcut and not in_branch:
+            r_out = None
+        r_x = self.branch.explain(r_out, trace)
+        r_identity = self.shortcut.explain(r_identity, trace) if self.shortcut else r_identity
+        if r_x is None or r_identity is None:
+            return r_x if r_identity is None else r_identity
+        return r_x + r_identity
+
+
+EPSILON = 1e-6  # zennit's stabilizer for the epsilon, z+, flat and norm rules
+
+
+def stabilize(z, eps=EPSILON):
+    """``z`` moved away from zero by ``eps`` in the direction of its sign (zero counts as positive).
+
+    The same denominator as zennit's ``stabilize``, so the rules agree to rounding.
+    """
+    return torch.where(z < 0, z - eps, z + eps)

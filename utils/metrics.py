@@ -1,0 +1,78 @@
+"""Classification metrics and model evaluation on a data set split."""
+import numpy as np
+import torch
+from sklearn.metrics import f1_score, roc_auc_score
+from tqdm import tqdm
+
+
+@torch.no_grad()
+def predict(model, dataset, batch_size=64, device="cpu", num_workers=0, desc=None):
+    """Logits and labels of ``model`` on every sample of ``dataset`` (no augmentation)."""
+    augment, dataset.augment = dataset.augment, False
+    try:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+        model.eval()
+        logits, labels = [], []
+        for x, y in tqdm(loader, desc=desc, leave=False, disable=desc is None):
+            logits.append(model(x.to(device)).float().cpu())
+            labels.append(torch.as_tensor(y))
+    finally:
+        dataset.augment = augment
+    return torch.cat(logits), torch.cat(labels)
+
+
+def classification_metrics(logits, labels, class_names=None):
+    """Accuracy (with standard error), macro-F1, per-class accuracy and one-vs-rest AUROC."""
+    logits, labels = torch.as_tensor(logits), torch.as_tensor(labels)
+    if labels.dim() == 2:  # multi-label: per-label accuracy at 0.5, AUROC per label
+        probs = torch.sigmoid(logits).numpy()
+        preds, y = probs > 0.5, labels.numpy().astype(bool)
+        correct = (preds == y).astype(float).ravel()
+        per_class_auroc = [_safe_auroc(y[:, k], probs[:, k]) for k in range(y.shape[1])]
+        f1 = f1_score(y, preds, average="macro", zero_division=0)
+        per_class_acc = (preds == y).mean(0).tolist()
+    else:
+        probs = torch.softmax(logits, 1).numpy()
+        preds, y = probs.argmax(1), labels.numpy()
+        correct = (preds == y).astype(float)
+        n_classes = probs.shape[1]
+        per_class_auroc = [_safe_auroc(y == k, probs[:, k]) for k in range(n_classes)]
+        f1 = f1_score(y, preds, average="macro", labels=list(range(n_classes)), zero_division=0)
+        per_class_acc = [float(correct[y == k].mean()) if (y == k).any() else float("nan") for k in range(n_classes)]
+    n = len(correct)
+    names = class_names or [str(k) for k in range(len(per_class_auroc))]
+    return {
+        "n": n,
+        "accuracy": float(correct.mean()) if n else float("nan"),
+        "accuracy_se": float(correct.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+        "macro_f1": float(f1),
+        "per_class_accuracy": dict(zip(names, per_class_acc)),
+        "per_class_auroc": dict(zip(names, per_class_auroc)),
+    }
+
+
+def evaluate(model, dataset, batch_size=64, device="cpu", num_workers=0, desc=None):
+    logits, labels = predict(model, dataset, batch_size, device, num_workers, desc)
+    return classification_metrics(logits, labels, dataset.class_names)
+
+
+def _safe_auroc(y_true, scores):
+    y_true = np.asarray(y_true)
+    if y_true.min() == y_true.max():
+        return float("nan")  # undefined with a single class present
+    return float(roc_auc_score(y_true, scores))
+
+
+SUBSETS = ("clean", "attacked", "ch")
+
+
+def evaluate_subsets(model, dataset, batch_size=64, device="cpu", num_workers=0, subsets=SUBSETS):
+    """Metrics on the evaluation subsets (``clean``, ``attacked``, ``ch``) of an artifact split.
+
+    Without a target artifact only ``ch`` (the data as it is) can be evaluated.
+    """
+    if getattr(dataset, "target", None) is None:
+        subsets = ("ch",)
+    return {mode: evaluate(model, dataset.with_mode(mode), batch_size, device, num_workers,
+                           desc=f"{dataset.split}/{mode}")
+            for mode in subsets}

@@ -1,0 +1,46 @@
+"""Where data and outputs live: from the config, ``config_files/local_config.yaml`` or the
+environment; never from code. Outputs go to ``<root>/<step>/<dataset>/<model>/<config name>/``."""
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from utils.errors import ConfigError
+
+LOCAL_CONFIG = Path(__file__).resolve().parent.parent / "config_files" / "local_config.yaml"
+ENV_OUTPUT_DIR = "SHORTCUTLAB_OUTPUT_DIR"
+ENV_LOCAL_CONFIG = "SHORTCUTLAB_LOCAL_CONFIG"
+
+
+@lru_cache(maxsize=None)
+def local_config(path=None) -> dict:
+    """Machine-specific settings (data roots, output root); empty when the file does not exist."""
+    path = Path(path or os.environ.get(ENV_LOCAL_CONFIG) or LOCAL_CONFIG)
+    if not path.is_file():
+        return {}
+    content = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(content, dict):
+        raise ConfigError(path, "<top level>", "a mapping", type(content).__name__)
+    return content
+
+
+def output_root(config) -> Path:
+    return Path(config.output_dir or os.environ.get(ENV_OUTPUT_DIR) or local_config().get("output_dir") or "outputs")
+
+
+def step_dir(config, step, create=True) -> Path:
+    """The output folder of ``step`` for this config."""
+    path = output_root(config) / step / config.dataset_name / config.model_name / config.config_name
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_paths(config) -> list:
+    """The config's ``data_paths``, else ``data_paths.<dataset>`` of the local config."""
+    if config.data_paths:
+        return list(config.data_paths)
+    base = config.dataset_name.removesuffix("_attacked")
+    paths = (local_config().get("data_paths") or {}).get(base, [])
+    return [paths] if isinstance(paths, str) else list(paths)
