@@ -12,7 +12,8 @@ from models import tiny, vgg, resnet, vit  # noqa: F401  (registration side effe
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 
-__all__ = ["get_model", "get_model_spec", "list_models", "register_model", "ModelSpec"]
+__all__ = ["get_model", "get_model_for_config", "get_model_spec", "layer_for_config", "list_models",
+           "register_model", "ModelSpec"]
 
 
 def get_model(name, n_classes, ckpt_path=None, img_size=64, in_channels=3, pretrained_weights=None):
@@ -57,3 +58,19 @@ def _load_backbone_weights(model, path):
     if not compatible:
         raise UserError(f"pretrained_weights: no tensor in {path} matches the model's layers")
     model.load_state_dict(compatible, strict=False)
+
+
+def get_model_for_config(config, n_classes, in_channels=3):
+    """The model a step's config audits: ``model_name`` with the weights of ``ckpt_path``."""
+    return get_model(config.model_name, n_classes, ckpt_path=config.ckpt_path, img_size=config.img_size,
+                     in_channels=in_channels)
+
+
+def layer_for_config(config):
+    """The config's ``layer_name``, or the model's default layer; validated against the model."""
+    spec = get_model_spec(config.model_name)
+    layer = config.layer_name or spec.default_layer
+    if layer not in spec.layer_names:
+        raise UserError(f"'layer_name': '{layer}' is not an inspectable layer of {config.model_name}; "
+                        f"valid: {', '.join(spec.layer_names)}")
+    return layer

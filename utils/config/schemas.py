@@ -37,7 +37,8 @@ class BaseConfig(StrictModel):
     artifact: str | None = Field(None, description="the artifact (bias concept) under study")
 
     model_name: str = "tiny_vgg"
-    ckpt_path: str | None = None
+    ckpt_path: str | None = Field(None, description="checkpoint of the model under audit")
+    layer_name: str | None = Field(None, description="layer to analyse/correct; default: the model's default layer")
     batch_size: int = Field(64, ge=1)
     lrp_backend: Literal["auto", "fast", "zennit", "conservative"] = Field(
         "auto", description="LRP implementation; auto picks the fastest that supports the model")
