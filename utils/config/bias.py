@@ -1,4 +1,4 @@
-"""Config keys of bias modelling (CAVs), biased-sample retrieval and localization."""
+"""Config keys of bias modelling (CAVs), biased-sample retrieval, iterative annotation and localization."""
 from typing import Literal
 
 from pydantic import Field
@@ -7,5 +7,31 @@ from utils.config.schemas import StrictModel
 
 
 class BiasOptions(StrictModel):
+    # --- CAV ---------------------------------------------------------------------------------
     cav_type: Literal["svm", "ridge", "lasso", "logistic", "signal", "mean"] = "signal"
     cav_mode: Literal["cavs_max", "cavs_mean", "rel"] = Field("cavs_max", description="features the CAV is fit on")
+    cav_labels: Literal["ground_truth", "annotations"] = Field(
+        "ground_truth", description="where the CAV's artifact labels come from: the data set's ground truth "
+        "(controlled data) or annotation_file")
+    annotation_file: str | None = Field(
+        None, description="JSON {artifact: [sample ids]}; default: <sample_retrieval step dir>/annotations.json")
+    annotation_seeds: list[str] = Field(default_factory=list,
+                                        description="sample ids that seed the annotation (else reveal outliers)")
+
+    # --- retrieval ---------------------------------------------------------------------------
+    retrieval_eval_splits: list[Literal["train", "val", "test"]] = Field(
+        ["val", "test"], description="held-out splits the ranking metrics are reported on")
+    retrieval_top_k: int = Field(16, ge=1, description="top-ranked samples shown in grids / per annotation round")
+    simulate_n_seeds: int = Field(5, ge=1, description="seed samples of a simulated annotation")
+    simulate_target_recall: float = Field(0.9, gt=0, le=1)
+
+    # --- localization ------------------------------------------------------------------------
+    localization_split: Literal["train", "val", "test"] = Field("test", description="split localize_artifacts masks")
+    localization_samples: Literal["ground_truth", "annotations", "all"] = Field(
+        "ground_truth", description="which samples get masks: artifact samples by ground truth or "
+        "annotation, or every sample of the split")
+    mask_threshold: Literal["otsu", "percentile"] = "otsu"
+    mask_percentile: float = Field(90.0, gt=0, lt=100, description="for mask_threshold: percentile")
+    mask_blur_kernel: int = Field(7, ge=1, description="Gaussian kernel size at 224 px (scaled with image size)")
+    mask_blur_sigma: float = Field(8.0, ge=0, description="Gaussian sigma at 224 px (scaled with image size)")
+    max_localization_samples: int | None = Field(None, ge=1, description="cap on samples localized")

@@ -1,0 +1,1 @@
+"""Bias modelling: concept activation vectors, sample retrieval, iterative annotation, localization."""
