@@ -1,0 +1,1 @@
+"""Reveal entry points: SpRAy, DORA and CRP outlier plots and their evaluation."""

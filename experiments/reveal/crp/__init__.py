@@ -1,0 +1,1 @@
+"""CRP relevance-pattern plots."""

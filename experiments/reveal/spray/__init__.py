@@ -1,0 +1,1 @@
+"""SpRAy plots."""

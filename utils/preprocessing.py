@@ -1,0 +1,257 @@
+"""Preprocessing: per-sample activations, relevances, heatmaps and outputs of a whole split.
+
+One forward and one LRP backward pass per batch (through :func:`utils.lrp.get_attributor`) record
+every inspectable layer of the model; the pooled values are appended to the HDF5 store of
+:mod:`utils.feature_store` batch by batch, so memory stays bounded and a killed run continues from
+its last whole batch. Because batches always start at multiples of ``batch_size`` and the model is
+in eval mode, a resumed run writes exactly the rows an uninterrupted run would.
+"""
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from models import get_model_spec
+from utils.errors import UserError
+from utils.feature_store import StoreWriter, store_path
+from utils.lrp.attribution import get_attributor
+
+EPS = 1e-12
+
+# --- how a layer's output is laid out ---------------------------------------------------------
+# Conv nets give (N, C, *spatial); transformer blocks give tokens (N, T, D) with channels last.
+# Which layout a model has is data keyed by its LRP composite, not a branch in the pooling code.
+_CHANNEL_AXIS_BY_COMPOSITE = {"vit_conservative": -1}
+
+
+def channel_axis(spec) -> int:
+    """Axis of the channels (neurons) in the recorded layer outputs of models like ``spec``."""
+    return _CHANNEL_AXIS_BY_COMPOSITE.get(spec.composite, 1)
+
+
+def _channels_second(tensor, axis):
+    """(N, C, rest...) flattened to (N, C, L) whatever the layout."""
+    if tensor.dim() == 2:  # a dense layer: one position per channel
+        return tensor.unsqueeze(-1)
+    if axis != 1:
+        tensor = tensor.movedim(axis, 1)
+    return tensor.flatten(2)
+
+
+def layer_features(activation, relevance, axis=1) -> dict:
+    """The five stored features of one layer (see ``utils.feature_store``), each (N, C) float32.
+
+    ``rel`` is the per-channel relevance sum over the layer's total absolute relevance, so it is
+    comparable between samples whatever the logit's magnitude.
+    """
+    act = _channels_second(activation.float(), axis)
+    rel = _channels_second(relevance.float(), axis)
+    positive = rel.clamp(min=0)
+    per_channel = rel.sum(-1)
+    total = rel.abs().sum((1, 2)).unsqueeze(1)
+    return {
+        "cavs_max": act.amax(-1),
+        "cavs_mean": act.mean(-1),
+        "rel": per_channel / (total + EPS),
+        "rels_max": positive.amax(-1),
+        "rels_mean": positive.mean(-1),
+    }
+
+
+def input_heatmap(heatmap, size=None):
+    """Input relevance summed over input channels; optionally summed into ``size`` bins per axis.
+
+    Downsampling sums relevance over blocks (average pooling times the block area), so a stored
+    heatmap keeps the total relevance of the full-resolution one. Works for (N, C, H, W) images
+    and (N, C, T) signals.
+    """
+    summed = heatmap.float().sum(1, keepdim=True)
+    if size is None:
+        return summed[:, 0]
+    spatial = summed.shape[2:]
+    out = (size,) * len(spatial)
+    pooled = F.adaptive_avg_pool2d(summed, out) if len(spatial) == 2 else F.adaptive_avg_pool1d(summed, out)
+    return pooled[:, 0] * (float(np.prod(spatial)) / float(np.prod(out)))
+
+
+# --- which class's relevance is explained ------------------------------------------------------
+def _label_targets(labels, logits_fn):
+    labels = torch.as_tensor(labels)
+    if labels.dim() == 2:
+        # multi-label: explain the positive label the model believes most (any label if none)
+        logits = logits_fn()
+        masked = torch.where(labels.bool(), logits, torch.full_like(logits, -torch.inf))
+        return torch.where(labels.bool().any(1), masked.argmax(1), logits.argmax(1))
+    return labels.long()
+
+
+def _prediction_targets(labels, logits_fn):
+    return logits_fn().argmax(1)
+
+
+TARGET_RULES = {"label": _label_targets, "prediction": _prediction_targets}
+
+
+# --- the store's identity ----------------------------------------------------------------------
+def fingerprint(config, split, n_samples) -> str:
+    """Hash of everything that determines a store's content; a resumed file must match it.
+
+    Includes the checkpoint's bytes, so a retrained model never continues an old file.
+    """
+    keys = ("dataset_name", "data_paths", "img_size", "dataset_options", "artifacts", "artifact_type",
+            "attacked_classes", "p_artifact", "seed", "model_name", "batch_size", "relevance_target",
+            "heatmap_size", "lrp_backend")
+    content = {k: getattr(config, k) for k in keys}
+    content.update(split=split, n_samples=n_samples, ckpt=_file_digest(config.ckpt_path))
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _file_digest(path):
+    if not path:
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _existing_state(path):
+    """``(complete, fingerprint)`` of a store on disk, or ``None`` if there is none."""
+    if not Path(path).exists():
+        return None
+    try:
+        with h5py.File(path, "r") as handle:
+            return bool(handle.attrs.get("complete")), handle.attrs.get("fingerprint")
+    except OSError:  # a file truncated by a crash while its header was written
+        return False, None
+
+
+@dataclass
+class SplitResult:
+    split: str
+    path: Path
+    n_samples: int
+    n_computed: int
+    seconds: float
+    accuracy: float | None = None
+
+
+class Preprocessor:
+    """Computes the store of one or more splits for a model and an attributor.
+
+    ``on_batch(n_done)`` is called after every written batch (progress hooks, tests that simulate
+    an interruption).
+    """
+
+    def __init__(self, config, model, device="cpu", on_batch=None, progress=True):
+        self.config, self.model, self.device = config, model.to(device).eval(), torch.device(device)
+        self.spec = get_model_spec(config.model_name)
+        self.layers = list(self.spec.layer_names)
+        self.axis = channel_axis(self.spec)
+        self.attributor = get_attributor(model, backend=config.lrp_backend)
+        self.target_rule = TARGET_RULES[config.relevance_target]
+        self.on_batch, self.progress = on_batch, progress
+
+    def run_split(self, dataset, split, force=False) -> SplitResult:
+        path = store_path(self.config, split)
+        n = len(dataset)
+        stamp = fingerprint(self.config, split, n)
+        state = _existing_state(path)
+        if state is not None and state[1] != stamp:
+            if state[0] and not force:
+                raise UserError(f"{path} was computed with other settings (model, checkpoint, data or "
+                                "preprocessing keys); pass --force_recompute to replace it")
+            force = True  # an incomplete file of other settings must not be continued
+        start_time = time.time()
+        meta = {"model_name": self.config.model_name, "dataset_name": self.config.dataset_name, "split": split,
+                "layer_names": self.layers, "relevance_target": self.config.relevance_target,
+                "fingerprint": stamp, "channel_axis": self.axis}
+        writer = StoreWriter(path, n, meta, force=force)
+        first = writer.n_done
+        try:
+            if not writer.complete:
+                self._fill(writer, dataset, split)
+                writer.finish()
+        finally:
+            writer.close()
+        return SplitResult(split, path, n, n - first, time.time() - start_time, _store_accuracy(path))
+
+    def _fill(self, writer, dataset, split):
+        augment, dataset.augment = dataset.augment, False  # the store describes the data as it is
+        try:
+            indices = range(writer.n_done, len(dataset))
+            loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices),
+                                                 batch_size=self.config.batch_size, shuffle=False,
+                                                 num_workers=self.config.num_workers)
+            position = writer.n_done
+            bar = tqdm(loader, desc=f"preprocessing {split}", disable=not self.progress,
+                       initial=position // self.config.batch_size,
+                       total=-(-len(dataset) // self.config.batch_size))
+            for x, y in bar:
+                rows = self.batch_rows(x, y)
+                count = len(x)
+                rows["sample_index"] = np.arange(position, position + count)
+                rows["sample_ids"] = np.asarray([dataset.sample_ids[i] for i in range(position, position + count)])
+                writer.append(rows)
+                position += count
+                if self.on_batch is not None:
+                    self.on_batch(position)
+        finally:
+            dataset.augment = augment
+
+    def batch_rows(self, x, y) -> dict:
+        """Everything stored for one batch, as numpy arrays keyed by their store path."""
+        x = x.to(self.device)
+        targets = self.target_rule(y, lambda: self._logits(x)).to(self.device)
+        result = self.attributor.attribute(x, targets=targets, record_layers=self.layers)
+        rows = {"labels": np.asarray(y), "outputs": _numpy(result.outputs),
+                "targets": _numpy(targets).astype(np.int64),
+                "heatmaps": _numpy(input_heatmap(result.heatmap, self.config.heatmap_size))}
+        for layer in self.layers:
+            features = layer_features(result.activations[layer], result.relevances[layer], self.axis)
+            rows.update({f"layers/{layer}/{kind}": _numpy(value) for kind, value in features.items()})
+        return rows
+
+    @torch.no_grad()
+    def _logits(self, x):
+        return self.model(x).float()
+
+
+def _numpy(tensor):
+    return tensor.detach().float().cpu().numpy() if tensor.is_floating_point() else tensor.detach().cpu().numpy()
+
+
+def _store_accuracy(path):
+    with h5py.File(path, "r") as handle:
+        labels, outputs = handle["labels"][:], handle["outputs"][:]
+    if labels.ndim != 1:
+        return None
+    return float((outputs.argmax(1) == labels).mean()) if len(labels) else None
+
+
+def preprocess(config, splits=None, force=False, on_batch=None, progress=True):
+    """Preprocess ``splits`` (default: the config's ``splits``) of the config's data and model.
+
+    Returns one :class:`SplitResult` per split. Finished stores of the same settings are reused.
+    """
+    from datasets import get_dataset_from_config
+    from models import get_model_for_config
+    from utils.device import resolve_device
+
+    if not config.ckpt_path:
+        raise UserError("'ckpt_path': preprocessing needs the checkpoint of the model under audit")
+    if not Path(config.ckpt_path).is_file():
+        raise UserError(f"'ckpt_path': checkpoint not found: {Path(config.ckpt_path).resolve()}")
+    data = get_dataset_from_config(config)
+    in_channels = data.train.load_raw(0).shape[0]
+    model = get_model_for_config(config, data.n_classes, in_channels=in_channels)
+    runner = Preprocessor(config, model, resolve_device(config.device), on_batch=on_batch, progress=progress)
+    return [runner.run_split(data.get(split), split, force=force) for split in (splits or config.splits)]
