@@ -22,7 +22,8 @@ class BiasOptions(StrictModel):
     retrieval_eval_splits: list[Literal["train", "val", "test"]] = Field(
         ["val", "test"], description="held-out splits the ranking metrics are reported on")
     retrieval_top_k: int = Field(16, ge=1, description="top-ranked samples shown in grids / per annotation round")
-    simulate_n_seeds: int = Field(5, ge=1, description="seed samples of a simulated annotation")
+    annotation_n_seeds: int = Field(5, ge=1, description="seed samples taken from reveal outliers or, in a "
+                                    "simulated annotation, from the ground truth")
     simulate_target_recall: float = Field(0.9, gt=0, le=1)
 
     # --- localization ------------------------------------------------------------------------

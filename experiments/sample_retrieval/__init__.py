@@ -1,0 +1,1 @@
+"""Biased-sample retrieval and iterative annotation (``run_biased_sample_ranking``, ``refine``)."""
