@@ -25,10 +25,10 @@ DEFAULT_ARTIFACTS = {"band_aid": {"benign": 0.33}, "ruler": {"benign": 0.15, "me
 # Parameter ranges (benign, melanoma) of the lesion properties that carry the diagnosis. They overlap
 # on purpose: the genuine signal must be learnable but weaker than a band-aid, as in real data.
 OVERLAP = {
-    "irregularity": ((0.0, 0.07), (0.02, 0.10)),
-    "variegation": ((0.0, 0.45), (0.2, 0.8)),
+    "irregularity": ((0.0, 0.065), (0.025, 0.105)),
+    "variegation": ((0.0, 0.4), (0.22, 0.82)),
     "n_colours": ((1, 3), (2, 5)),
-    "asymmetry": ((0.0, 0.3), (0.2, 1.0)),
+    "asymmetry": ((0.0, 0.15), (0.25, 1.0)),
 }
 _PIGMENTS = np.array([[0.30, 0.17, 0.10],  # dark brown
                       [0.10, 0.07, 0.08],  # black

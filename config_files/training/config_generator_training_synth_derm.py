@@ -18,8 +18,8 @@ BASE = {
     "dataset_name": "synth_derm",
     "img_size": 64,
     "batch_size": 64,
-    "num_epochs": 20,
-    "milestones": [14, 18],
+    "num_epochs": 24,
+    "milestones": [16, 21],
     "loss": "cross_entropy",
     "seed": 0,
 }
