@@ -11,10 +11,16 @@ from utils.feature_store import FEATURE_KINDS, StoreWriter, store_path
 
 def write_synthetic_stores(config, splits, artifact, layers, n_channels=16, strength=3.0, seed=0,
                            split_names=("train", "val", "test")):
-    """Write a complete store for each split; returns the planted unit direction (n_channels,)."""
+    """Write a complete store for each split; returns the planted unit direction of each layer.
+
+    ``n_channels``: one channel count for every layer, or ``{layer: channels}``.
+    """
     rng = np.random.default_rng(seed)
-    direction = rng.normal(size=n_channels)
-    direction /= np.linalg.norm(direction)
+    channels = n_channels if isinstance(n_channels, dict) else {layer: n_channels for layer in layers}
+    directions = {}
+    for layer in layers:
+        direction = rng.normal(size=channels[layer])
+        directions[layer] = direction / np.linalg.norm(direction)
     for split in split_names:
         dataset = splits.get(split)
         labels = dataset.artifact_labels(artifact)
@@ -27,9 +33,10 @@ def write_synthetic_stores(config, splits, artifact, layers, n_channels=16, stre
                   "labels": np.asarray(dataset.labels)}
         for layer in layers:
             for kind in FEATURE_KINDS:
-                noise = rng.normal(size=(n, n_channels))
-                arrays[f"layers/{layer}/{kind}"] = (1.0 + noise + strength * np.outer(labels, direction)).astype(np.float32)
+                noise = rng.normal(size=(n, channels[layer]))
+                planted = strength * np.outer(labels, directions[layer])
+                arrays[f"layers/{layer}/{kind}"] = (1.0 + noise + planted).astype(np.float32)
         writer.append(arrays)
         writer.finish()
         writer.close()
-    return direction
+    return directions

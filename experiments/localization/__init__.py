@@ -1,0 +1,1 @@
+"""Artifact localization with CAV-conditioned LRP (``localize_artifacts``, ``eval_localization_quantitatively``)."""
