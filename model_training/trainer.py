@@ -1,7 +1,10 @@
 """Supervised training with evaluation, best/last checkpoints, metrics files and resume.
 
 Used by ``start_training`` and reused by the mitigation step, which plugs extra loss terms in
-through ``Trainer.extra_loss`` (a callable ``(model, batch) -> tensor``).
+through ``Trainer.extra_loss`` (a callable ``(model, batch, logits) -> tensor or None``; ``batch[0]``
+is the input tensor the logits were computed from, on the training device), can ask for input
+gradients (``input_requires_grad``), keep frozen modules in eval mode (``frozen_modules``) and clip
+gradient norms (``grad_clip``). With the defaults, training is plain supervised training.
 """
 import csv
 import io
@@ -59,6 +62,9 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, config.milestones, config.gamma)
         self.history, self.start_epoch, self.best_val = [], 0, -1.0
         self.extra_loss = None
+        self.input_requires_grad = False  # losses on input gradients (RRR) need x in the graph
+        self.frozen_modules = ()  # stay in eval mode: frozen BatchNorm layers must keep their statistics
+        self.grad_clip = None  # max gradient norm, or None
 
     # --- state ---------------------------------------------------------------------------------
     def _save(self, name, epoch):
@@ -88,16 +94,24 @@ class Trainer:
 
     def train_epoch(self, epoch):
         self.model.train()
+        for module in self.frozen_modules:
+            module.eval()
         total, correct, loss_sum = 0, 0, 0.0
         progress = tqdm(self._loader(epoch), desc=f"epoch {epoch + 1}/{self.config.num_epochs}", leave=False)
         for batch in progress:
             x, y = batch[0].to(self.device), batch[1].to(self.device)
+            if self.input_requires_grad:
+                x.requires_grad_(True)
             logits = self.model(x)
             loss = self.criterion(logits, y)
             if self.extra_loss is not None:
-                loss = loss + self.extra_loss(self.model, batch, logits)
+                extra = self.extra_loss(self.model, (x, y, *batch[2:]), logits)
+                if extra is not None:
+                    loss = loss + extra
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
             self.optimizer.step()
             total += len(x)
             loss_sum += loss.item() * len(x)

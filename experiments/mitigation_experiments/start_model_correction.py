@@ -1,0 +1,33 @@
+"""Correct a model for an artifact: ``python -m experiments.mitigation_experiments.start_model_correction
+--config_file F [--overwrite] [--resume]``.
+
+Methods (config ``method``): Vanilla, RRR, RRClarc, PClarc, ReactivePClarc, ISNet. Writes
+``<output_dir>/mitigation/<dataset>/<model>/<config name>/checkpoints/corrected.pt`` (load it with
+``model_training.corrections.load_corrected_model``), ``metrics.json`` and the resolved config.
+"""
+from model_training.corrections.run import run_correction
+from utils.cli import config_parser, main_entry
+from utils.config import load_config
+from utils.config.mitigation import MitigationConfig
+from utils.table import format_table
+
+
+@main_entry
+def main(argv=None):
+    parser = config_parser(__doc__)
+    parser.add_argument("--overwrite", action="store_true", help="correct again even if outputs exist")
+    parser.add_argument("--resume", action="store_true", help="continue a stopped fine-tuning from last.pt")
+    args = parser.parse_args(argv)
+    config = load_config(args.config_file, MitigationConfig)
+    out_dir, metrics = run_correction(config, overwrite=args.overwrite or args.resume, resume=args.resume)
+    rows = [{"subset": subset, "n": m["n"], "accuracy": m["accuracy"], "± se": m["accuracy_se"],
+             "macro_f1": m["macro_f1"]} for subset, m in metrics["test"].items()]
+    print(f"\n{config.method} on {config.dataset_name}/{config.model_name} (layer {config.layer_name or 'default'}, "
+          f"lambda {config.lamb}): test accuracy of the corrected model, {metrics['correction_seconds']:.0f} s")
+    print(format_table(rows))
+    print(f"outputs: {out_dir}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

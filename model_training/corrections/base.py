@@ -1,0 +1,95 @@
+"""What every correction method implements, and the registry that names them.
+
+A method is a class registered with ``@register_correction("Name")``. Its life cycle:
+
+1. ``prepare(ctx)`` once, with the model to correct and the data (fit CAVs, register hooks, ...);
+2. if ``trains``: the shared :class:`~model_training.trainer.Trainer` fine-tunes the model and calls
+   ``extra_loss(model, batch, logits)`` on every batch (``batch`` = x, y, artifact mask, foreground
+   mask, has-mask flag; x is the tensor the logits were computed from);
+3. ``finish(model)`` removes training-only hooks;
+4. ``state()`` (tensors and plain values) is stored in the corrected checkpoint, and
+   ``attach(model, state, layer_name)`` rebuilds whatever the corrected model needs beyond its
+   weights (e.g. the P-ClArC projection hook) when the checkpoint is loaded.
+
+Adding a method = one new module in this package with one registered class.
+"""
+from dataclasses import dataclass, field
+
+import torch
+
+from utils.errors import UserError
+
+_CORRECTIONS = {}
+
+
+def register_correction(name):
+    """Decorator: register a :class:`Correction` subclass under the config's ``method`` name."""
+
+    def decorate(cls):
+        if name in _CORRECTIONS:
+            raise ValueError(f"correction {name!r} registered twice")
+        cls.name = name
+        _CORRECTIONS[name] = cls
+        return cls
+
+    return decorate
+
+
+def list_corrections():
+    return sorted(_CORRECTIONS)
+
+
+def get_correction_method(name):
+    """The registered correction class ``name``."""
+    if name not in _CORRECTIONS:
+        raise UserError(f"unknown correction method '{name}'; valid names: {', '.join(list_corrections())}")
+    return _CORRECTIONS[name]
+
+
+@dataclass
+class CorrectionContext:
+    """Everything ``prepare`` may use. ``artifact_train`` marks training samples with the artifact
+    (ground truth or localization, per ``source_masks``)."""
+
+    config: object
+    model: torch.nn.Module
+    splits: object
+    train_set: object  # MaskedTrainingSet over the training split
+    layer_name: str
+    device: torch.device
+    artifact_train: object = None  # bool np.ndarray (N_train,)
+    extras: dict = field(default_factory=dict)
+
+
+class Correction:
+    """Base class: a no-op correction (plain fine-tuning)."""
+
+    name = "base"
+    trains = True  # False: training-free (the model is saved right after prepare)
+    grad_clip = None  # default gradient-norm clipping of the method (the config can override)
+
+    def __init__(self, config):
+        self.config = config
+        self._handles = []
+
+    def prepare(self, ctx: CorrectionContext):
+        """Set the method up before training (default: nothing)."""
+
+    def extra_loss(self, model, batch, logits):
+        """Loss added to the cross-entropy of the batch; ``None`` adds nothing."""
+        return None
+
+    def finish(self, model):
+        """Remove training-time hooks; the model is then saved."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def state(self) -> dict:
+        """What the corrected checkpoint must store besides the weights."""
+        return {}
+
+    @classmethod
+    def attach(cls, model, state, layer_name):
+        """Rebuild the corrected model from its weights and ``state`` (default: weights suffice)."""
+        return model

@@ -1,0 +1,83 @@
+"""The training set of the mitigation step: inputs with their artifact and foreground masks.
+
+``MaskedTrainingSet`` wraps a split without changing its semantics for anyone else and yields
+``(x, y, artifact_mask, foreground_mask, has_mask)``, flipped together during augmentation so the
+masks stay aligned with the image. Masks come either from the data set's ground truth or from
+the localization step's PNG masks (``source_masks``).
+"""
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from utils.errors import UserError
+
+
+class MaskedTrainingSet(torch.utils.data.Dataset):
+    """A split that also returns masks. Attributes not defined here are the split's own."""
+
+    def __init__(self, split, artifact, localized=None):
+        """``localized``: sample id -> bool mask (from the localization step), or None for ground truth."""
+        self.split, self.artifact, self.localized = split, artifact, localized
+        self.augment = split.augment
+        self._cache = {}  # masks never change between epochs; rendering them is the costly part
+        if localized is None:
+            self.has_mask = np.asarray(split.artifact_labels(artifact), dtype=bool)
+        else:
+            self.has_mask = np.array([sid in localized for sid in split.sample_ids], dtype=bool)
+        if not self.has_mask.any():
+            where = "in the localization output" if localized is not None else "in the ground truth"
+            raise UserError(f"no training sample of '{artifact}' has a mask {where}; cannot correct with masks")
+
+    def __getattr__(self, name):
+        # delegate everything else (class_names, labels, load_raw, class_counts, ...) to the split
+        if name == "split":
+            raise AttributeError(name)
+        return getattr(self.split, name)
+
+    def __len__(self):
+        return len(self.split)
+
+    def _masks(self, idx):
+        if idx not in self._cache:
+            x = self.split.load_raw(idx)
+            size = x.shape[1:]
+            artifact = torch.zeros(size, dtype=torch.bool)
+            if self.has_mask[idx]:
+                artifact = self._artifact_mask(idx, size)
+            foreground = self.split.get_foreground_mask(idx)
+            foreground = torch.ones(size, dtype=torch.bool) if foreground is None else foreground.bool()
+            self._cache[idx] = (artifact, foreground)
+        return self._cache[idx]
+
+    def _artifact_mask(self, idx, size):
+        if self.localized is None:
+            return self.split.get_mask(idx, self.artifact).bool()
+        mask = self.localized[self.split.sample_ids[idx]].float()
+        if tuple(mask.shape) != tuple(size):  # masks may be stored at another resolution
+            mask = F.interpolate(mask[None, None], size=tuple(size), mode="nearest")[0, 0]
+        return mask > 0.5
+
+    def __getitem__(self, idx):
+        x = self.split.load_raw(idx)
+        artifact, foreground = self._masks(idx)
+        artifact, foreground = artifact[None].float(), foreground[None].float()
+        if self.augment:
+            x, artifact, foreground = self.split.random_flips([x, artifact, foreground])
+        return self.split.normalize(x), self.split.label(idx), artifact, foreground, bool(self.has_mask[idx])
+
+
+def load_localization_masks(config):
+    """Sample id -> bool mask from ``localization_dir`` (``index.json`` there or in ``<artifact>/``)."""
+    directory = Path(config.localization_dir)
+    if not (directory / "index.json").is_file() and (directory / config.artifact / "index.json").is_file():
+        directory = directory / config.artifact
+    if not (directory / "index.json").is_file():
+        raise UserError(f"'localization_dir': no index.json in {directory.resolve()} "
+                        f"(nor in its '{config.artifact}' folder); run the localization step first")
+    try:
+        from utils.bias.localization import load_localized_masks
+    except ImportError:
+        raise UserError("the localization step's mask loader (utils.bias.localization) is not available") from None
+    return load_localized_masks(directory)

@@ -1,0 +1,187 @@
+"""ISNet family (Bassi et al.; Faster ISNet): minimise LRP relevance on the image background.
+
+``L = (1-P) * CE + P * (A * l_bkg + B * L_fg)`` with, per heatmap R and foreground mask F:
+
+* ``H = |R| / (mean of |R| over the foreground + 1e-10)``;
+* ``b = GWRP_d(H at background positions)`` per channel (sorted descending, weights ``d^i``,
+  weighted mean; d = 0 is max pooling); ``l_bkg = log(1 + b / E)``;
+* ``F_sum = sum(|R| * F)``; ``L_fg = (max(0, C1 - F_sum)^2 + max(0, F_sum - C2)^2) / C1^2`` keeps
+  the foreground relevance from collapsing (C1) or exploding (C2).
+
+Variants (which heatmaps are penalised; registry :data:`VARIANTS`):
+
+* ``original``: one heatmap per class logit (cost grows linearly with the number of classes K);
+* ``selective``: one heatmap of ``eta = log p_c - log(1 - p_c)`` (c = label, or the lowest logit);
+* ``stochastic``: one random logit per sample, half of the time the predicted class.
+
+``deep_supervision`` also penalises the background relevance of the model's inspectable layers,
+with the foreground mask max-pooled to each layer's resolution. Heatmaps come from the
+differentiable epsilon-LRP of :mod:`utils.lrp.differentiable`.
+"""
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from model_training.corrections.base import Correction, register_correction
+from model_training.losses import build_loss
+from models import get_model_spec
+from utils.errors import UserError
+from utils.lrp.differentiable import DifferentiableLRP, input_bounds
+
+
+# --- heatmap losses ----------------------------------------------------------------------------
+def gwrp(values, valid, d):
+    """Global weighted ranked pooling over the last dim: sort descending, weights ``d^i`` over the
+    ``valid`` entries only, weighted mean. ``d = 0`` is max pooling."""
+    ranked, order = torch.sort(values.masked_fill(~valid, float("-inf")), dim=-1, descending=True)
+    n_valid = valid.sum(-1, keepdim=True)
+    rank = torch.arange(values.shape[-1], device=values.device).expand_as(values)
+    weights = torch.pow(torch.as_tensor(float(d), device=values.device), rank.to(values.dtype))
+    weights = weights * (rank < n_valid).to(values.dtype)
+    ranked = torch.where(torch.isfinite(ranked), ranked, torch.zeros_like(ranked))
+    return (ranked * weights).sum(-1) / weights.sum(-1).clamp(min=1e-12)
+
+
+def background_loss(rel, foreground, d, E):
+    """``log(1 + GWRP_d(H_background) / E)`` per sample (mean over channels); rel (N, C, ...)."""
+    absolute = rel.abs().flatten(2)  # (N, C, P)
+    fg = foreground.flatten(2).expand_as(absolute) > 0.5
+    fg_mean = (absolute * fg).sum((1, 2)) / fg.sum((1, 2)).clamp(min=1)
+    normalised = absolute / (fg_mean.view(-1, 1, 1) + 1e-10)
+    pooled = gwrp(normalised, ~fg, d)  # (N, C); zero where a sample has no background
+    return torch.log1p(pooled / E).mean(1)
+
+
+def foreground_loss(rel, foreground, C1, C2):
+    """Keep the total foreground relevance inside [C1, C2]; per sample."""
+    f_sum = (rel.abs() * foreground).flatten(1).sum(1)
+    return (F.relu(C1 - f_sum) ** 2 + F.relu(f_sum - C2) ** 2) / C1 ** 2
+
+
+def tune_bounds(totals):
+    """C1 = max(mu/5, mu - 3s), C2 = min(25 C1, mu + 3s) from the total |R| per image."""
+    totals = np.asarray(totals, dtype=np.float64)
+    mu, s = float(totals.mean()), float(totals.std())
+    c1 = max(mu / 5, mu - 3 * s)
+    return c1, min(25 * c1, mu + 3 * s)
+
+
+def pool_mask(foreground, shape):
+    """Foreground mask at a hidden layer's resolution: a position is foreground if any pixel is."""
+    if foreground.shape[2:] == shape:
+        return foreground
+    pool = F.adaptive_max_pool2d if len(shape) == 2 else F.adaptive_max_pool1d
+    return pool(foreground, shape)
+
+
+# --- which heatmaps: the variants --------------------------------------------------------------
+def _original(logits, y, options):
+    return [logits[:, k] for k in range(logits.shape[1])]
+
+
+def _selective(logits, y, options):
+    if options.get("selective_class", "label") == "label":
+        c = y
+    else:
+        c = logits.argmin(1)
+    others = logits.masked_fill(F.one_hot(c, logits.shape[1]).bool(), float("-inf"))
+    # eta = log p_c - log(1 - p_c) = f_c - logsumexp_{k != c} f_k, computed stably
+    return [logits.gather(1, c[:, None])[:, 0] - torch.logsumexp(others, 1)]
+
+
+def _stochastic(logits, y, options):
+    n, k = logits.shape
+    generator = options.get("generator")
+    random_class = torch.randint(0, k, (n,), generator=generator).to(logits.device)
+    use_predicted = (torch.rand(n, generator=generator) < 0.5).to(logits.device)
+    chosen = torch.where(use_predicted, logits.argmax(1), random_class)
+    return [logits.gather(1, chosen[:, None])[:, 0]]
+
+
+VARIANTS = {"original": _original, "selective": _selective, "stochastic": _stochastic}
+
+
+# --- the correction ----------------------------------------------------------------------------
+@register_correction("ISNet")
+class ISNet(Correction):
+    grad_clip = 1.0
+
+    def prepare(self, ctx):
+        config = self.config
+        split = ctx.splits.train
+        if split.get_foreground_mask(0) is None:
+            raise UserError(f"ISNet needs foreground masks; dataset '{config.dataset_name}' has none")
+        channels = split.load_raw(0).shape[0]
+        low, high = input_bounds(split, channels)
+        layers = get_model_spec(config.model_name).layer_names if config.deep_supervision else ()
+        self.lrp = self.make_lrp(ctx.model, low, high, layers)
+        self.criterion = build_loss(config.loss, split.class_counts()).to(ctx.device)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.C1, self.C2 = config.C1, config.C2
+        if self.C1 is None or self.C2 is None:
+            self.C1, self.C2 = self._tune(ctx, low, high, layers)
+        print(f"ISNet foreground bounds: C1={self.C1:.4g} C2={self.C2:.4g}")
+
+    def make_lrp(self, model, low, high, layers=()):
+        return DifferentiableLRP(model, eps=self.config.epsilon, input_rule=self.config.input_rule,
+                                 low=low[None], high=high[None], layers=layers)
+
+    def heatmaps(self, lrp, x, y, create_graph=True):
+        logits = lrp.forward(x)
+        options = {"selective_class": self.config.selective_class, "generator": self.generator}
+        return [lrp.relevance(t, create_graph) for t in VARIANTS[self.config.variant](logits, y, options)]
+
+    def heatmap_loss(self, relevances, foreground):
+        config, total = self.config, 0.0
+        for rel in relevances:
+            loss = (config.A * background_loss(rel["input"], foreground, config.d, config.E)
+                    + config.B * foreground_loss(rel["input"], foreground, self.C1, self.C2))
+            if rel["layers"]:
+                hidden = [background_loss(r, pool_mask(foreground, r.shape[2:]), config.d, config.E)
+                          for r in rel["layers"].values()]
+                loss = loss + config.A * torch.stack(hidden).mean(0)
+            total = total + loss.mean()
+        return total / len(relevances)
+
+    def extra_loss(self, model, batch, logits):
+        x, y, _, foreground = batch[:4]
+        foreground = foreground.to(logits.device)
+        # a separate LRP pass: the cross-entropy keeps exact ReLU gradients
+        penalty = self.heatmap_loss(self.heatmaps(self.lrp, x.detach(), y), foreground)
+        # the Trainer adds CE with weight 1; ISNet weighs it (1 - P)
+        return self.config.P * (penalty - self.criterion(logits, y))
+
+    # --- C1/C2 ---------------------------------------------------------------------------------
+    def _tune(self, ctx, low, high, layers):
+        config, model = self.config, ctx.model
+        if config.from_scratch and config.tune_epochs > 0:
+            model = self._plain_copy(ctx)
+        lrp = self.make_lrp(model, low, high)
+        loader = torch.utils.data.DataLoader(ctx.train_set, batch_size=config.batch_size)
+        augment, ctx.train_set.augment = ctx.train_set.augment, False
+        totals, was_training = [], model.training
+        model.eval()
+        try:
+            for x, y, *_ in tqdm(loader, desc="tuning C1/C2", leave=False):
+                for rel in self.heatmaps(lrp, x.to(ctx.device), y.to(ctx.device), create_graph=False):
+                    totals.append(rel["input"].detach().abs().flatten(1).sum(1).cpu())
+        finally:
+            ctx.train_set.augment = augment
+            model.train(was_training)
+        return tune_bounds(torch.cat(totals).numpy())
+
+    def _plain_copy(self, ctx):
+        """Train a copy of the fresh model plainly for ``tune_epochs``: its heatmaps set C1/C2."""
+        from datasets import DataSplits
+        from model_training.trainer import Trainer
+
+        plain = copy.deepcopy(ctx.model)
+        config = self.config.model_copy(update={"num_epochs": self.config.tune_epochs, "milestones": []})
+        out_dir = ctx.extras.get("out_dir")
+        trainer = Trainer(config, out_dir / "c_tuning" if out_dir else None, model=plain,
+                          splits=DataSplits(ctx.splits.train, ctx.splits.val, ctx.splits.test))
+        trainer.fit()
+        return plain

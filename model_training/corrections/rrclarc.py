@@ -1,0 +1,56 @@
+"""RR-ClArC (Right-Reason ClArC, Dreyer et al. 2024): make the model insensitive along the CAV.
+
+``g = d(sum_k s_k f_k) / d a_l(x)``; ``L = CE + lamb * mean((<mean_spatial(g), v>)^2)``.
+
+``criterion`` chooses the differentiated output: ``all_logits_random`` (random signs s_k, so no
+class is favoured and the penalty covers every output direction), ``logprobs`` (sum of
+log-probabilities) or ``target`` (the true class's logit). The CAV ``v`` is fitted on the
+original model's pooled activations of the training set before fine-tuning.
+"""
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model_training.corrections.base import Correction, register_correction
+from model_training.corrections.cavs import fit_artifact_cav
+from model_training.corrections.layers import ActivationCatcher, get_layer
+
+
+def _all_logits_random(logits, y):
+    signs = torch.randint(0, 2, logits.shape, device=logits.device).to(logits) * 2 - 1
+    return (logits * signs).sum()
+
+
+def _logprobs(logits, y):
+    return F.log_softmax(logits, 1).sum()
+
+
+def _target(logits, y):
+    return logits.gather(1, y.view(-1, 1)).sum()
+
+
+CRITERIA = {"all_logits_random": _all_logits_random, "logprobs": _logprobs, "target": _target}
+
+
+def rrclarc_penalty(activation, logits, y, direction, criterion="all_logits_random"):
+    """``mean((<mean_spatial(d out / d a), v>)^2)`` over the batch; ``activation`` in the graph of ``logits``."""
+    out = CRITERIA[criterion](logits, y)
+    (grad,) = torch.autograd.grad(out, activation, create_graph=True)
+    grad = grad.flatten(2).mean(2) if grad.dim() > 2 else grad
+    return ((grad @ direction.to(grad)) ** 2).mean()
+
+
+@register_correction("RRClarc")
+class RRClarc(Correction):
+    def prepare(self, ctx):
+        self.cav = fit_artifact_cav(ctx, self.config.cav_type)
+        self.direction = torch.as_tensor(np.asarray(self.cav.direction), dtype=torch.float32, device=ctx.device)
+        self.catcher = ActivationCatcher(get_layer(ctx.model, ctx.layer_name), ensure_grad=True)
+        self._handles.append(self.catcher)
+
+    def extra_loss(self, model, batch, logits):
+        return self.config.lamb * rrclarc_penalty(self.catcher.output, logits, batch[1], self.direction,
+                                                  self.config.criterion)
+
+    def state(self):
+        return {"cav": torch.as_tensor(np.asarray(self.cav.direction), dtype=torch.float32)}

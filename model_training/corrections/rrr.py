@@ -1,0 +1,48 @@
+"""RRR (Right for the Right Reasons, Ross et al. 2017): penalise input gradients inside the artifact.
+
+``L = CE + lamb * mean over samples with a mask of penalty(grad_x sum_k log p_k(x), M)``:
+
+* ``squared``: ``sum((M * grad)^2)`` per sample (the published loss);
+* ``cosine``: cosine similarity between ``|grad|`` (summed over channels) and ``M``: scale-free, so
+  ``lamb`` does not have to follow the gradient magnitude.
+
+Averaging over the samples that have a mask (not over the batch) keeps the penalty's scale
+independent of how many artifact samples a batch happens to contain (**ours**).
+"""
+import torch
+import torch.nn.functional as F
+
+from model_training.corrections.base import Correction, register_correction
+
+
+def _squared(grad, mask):
+    return ((grad * mask) ** 2).flatten(1).sum(1)
+
+
+def _cosine(grad, mask):
+    saliency = grad.abs().sum(1).flatten(1)
+    return F.cosine_similarity(saliency, mask.sum(1).flatten(1), dim=1, eps=1e-12)
+
+
+PENALTIES = {"squared": _squared, "cosine": _cosine}
+
+
+def rrr_penalty(x, logits, mask, has_mask, kind="squared"):
+    """Mean RRR penalty over the samples with a mask; ``x`` must be the graph input of ``logits``."""
+    if not bool(has_mask.any()):
+        return logits.sum() * 0.0  # keeps the graph; nothing to penalise in this batch
+    log_probs = F.log_softmax(logits, dim=1).sum()
+    (grad,) = torch.autograd.grad(log_probs, x, create_graph=True)
+    penalty = PENALTIES[kind](grad, mask.to(grad))
+    return penalty[has_mask].mean()
+
+
+@register_correction("RRR")
+class RRR(Correction):
+    def prepare(self, ctx):
+        ctx.extras["input_requires_grad"] = True
+
+    def extra_loss(self, model, batch, logits):
+        x, _, mask, _, has_mask = batch[:5]
+        has_mask = torch.as_tensor(has_mask, dtype=torch.bool, device=logits.device)
+        return self.config.lamb * rrr_penalty(x, logits, mask.to(logits.device), has_mask, self.config.rrr_penalty)

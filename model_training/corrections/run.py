@@ -1,0 +1,93 @@
+"""Run one correction: load the model, freeze, prepare the method, fine-tune with the shared
+Trainer (unless training-free), save the corrected checkpoint and a first evaluation."""
+import time
+from pathlib import Path
+
+import torch
+
+from datasets import DataSplits, get_dataset_from_config
+from model_training.corrections.base import CorrectionContext, get_correction_method
+from model_training.corrections.data import MaskedTrainingSet, load_localization_masks
+from model_training.corrections.layers import freeze_up_to
+from model_training.corrections.loading import load_corrected_model
+from model_training.trainer import Trainer
+from models import get_model, layer_for_config
+from utils.checkpoint import save_checkpoint
+from utils.config import save_resolved_config
+from utils.device import resolve_device
+from utils.errors import UserError
+from utils.io import write_json
+from utils.metrics import evaluate_subsets
+from utils.paths import step_dir
+
+CORRECTED = "corrected.pt"
+
+
+def mitigation_dir(config, create=True) -> Path:
+    return step_dir(config, "mitigation", create=create)
+
+
+def corrected_checkpoint_path(config) -> Path:
+    """Where the corrected model of ``config`` is saved (read by every re-evaluation step)."""
+    return mitigation_dir(config, create=False) / "checkpoints" / CORRECTED
+
+
+def build_context(config, model, splits, device):
+    localized = load_localization_masks(config) if config.source_masks == "localization" else None
+    train_set = MaskedTrainingSet(splits.train, config.artifact, localized)
+    return CorrectionContext(config=config, model=model, splits=splits, train_set=train_set,
+                             layer_name=layer_for_config(config), device=device,
+                             artifact_train=train_set.has_mask.copy())
+
+
+def run_correction(config, overwrite=False, resume=False):
+    """Correct ``config.ckpt_path``'s model with ``config.method``; returns (out_dir, metrics)."""
+    out_dir = mitigation_dir(config)
+    target = out_dir / "checkpoints" / CORRECTED
+    if target.exists() and not overwrite:
+        raise UserError(f"{out_dir} already holds a corrected model; pass --overwrite to correct again")
+    if config.artifact is None:
+        raise UserError("'artifact': the mitigation step needs the artifact to unlearn")
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    splits = get_dataset_from_config(config)
+    in_channels = splits.train.load_raw(0).shape[0]
+    from_scratch = config.method == "ISNet" and config.from_scratch
+    model = get_model(config.model_name, splits.n_classes, ckpt_path=None if from_scratch else config.ckpt_path,
+                      img_size=config.img_size, in_channels=in_channels).to(device)
+    ctx = build_context(config, model, splits, device)
+    ctx.extras["out_dir"] = out_dir
+    method = get_correction_method(config.method)(config)
+    frozen = []
+    if config.freeze and not from_scratch:
+        example = splits.train.normalize(splits.train.load_raw(0))[None].to(device)
+        frozen = freeze_up_to(model, ctx.layer_name, example)
+    save_resolved_config(config, out_dir)
+
+    start = time.time()
+    method.prepare(ctx)
+    history = []
+    if method.trains:
+        trainer = Trainer(config, out_dir, model=model,
+                          splits=DataSplits(ctx.train_set, splits.val, splits.test))
+        trainer.extra_loss = method.extra_loss
+        trainer.input_requires_grad = ctx.extras.get("input_requires_grad", False)
+        trainer.frozen_modules = frozen
+        trainer.grad_clip = config.grad_clip or method.grad_clip
+        if resume and (out_dir / "checkpoints" / "last.pt").exists():
+            trainer.resume()
+        history = trainer.fit()
+        method.finish(model)
+    seconds = time.time() - start
+
+    save_checkpoint(target, model, config.model_name, splits.n_classes, config.model_dump(mode="json"),
+                    correction={"method": config.method, "layer_name": ctx.layer_name, "state": method.state()},
+                    in_channels=int(in_channels), img_size=config.img_size, correction_seconds=seconds,
+                    original_ckpt=config.ckpt_path)
+    # evaluate the model as every later step will see it: reloaded from its checkpoint
+    corrected = load_corrected_model(target, device)
+    test = evaluate_subsets(corrected, splits.test, config.batch_size, device, config.num_workers)
+    metrics = {"method": config.method, "correction_seconds": seconds, "frozen_modules": len(frozen),
+               "test": test, "history": history}
+    write_json(out_dir / "metrics.json", metrics)
+    return out_dir, metrics

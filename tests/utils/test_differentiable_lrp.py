@@ -1,0 +1,60 @@
+"""Differentiable epsilon-LRP equals zennit's epsilon rule (same input rule) on ReLU networks."""
+import pytest
+import torch
+from torch import nn
+from zennit.composites import LayerMapComposite, SpecialFirstLayerMapComposite
+from zennit.rules import Epsilon, Norm, Pass, ZBox
+from zennit.types import Activation, AvgPool, Convolution, Linear
+
+from utils.lrp.differentiable import DifferentiableLRP
+
+EPS = 0.05
+
+
+def _tiny_net():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(4, 5, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                        nn.Linear(20, 8), nn.ReLU(), nn.Linear(8, 3)).double().eval()
+    return net
+
+
+def _zennit_heatmap(net, x, target, first_rule=None):
+    # zennit's standard composites give average pooling the Norm rule (LRP-z), as gradient x input does
+    layer_map = [(Activation, Pass()), (AvgPool, Norm()), (Convolution, Epsilon(EPS)), (Linear, Epsilon(EPS))]
+    if first_rule is None:
+        composite = LayerMapComposite(layer_map=layer_map)
+    else:
+        composite = SpecialFirstLayerMapComposite(layer_map=layer_map, first_map=[(Convolution, first_rule)])
+    x = x.clone().requires_grad_(True)
+    with composite.context(net) as modified:
+        out = modified(x)
+        init = torch.zeros_like(out).scatter(1, target[:, None], out.gather(1, target[:, None]))
+        (heatmap,) = torch.autograd.grad(out, x, init)
+    return heatmap
+
+
+@pytest.mark.parametrize("rule", ["gradient", "zb"])
+def test_matches_zennit_epsilon(rule):
+    net = _tiny_net()
+    torch.manual_seed(1)
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    target = torch.tensor([0, 1, 2, 1])
+    low, high = torch.full((1, 3, 1, 1), -2.5, dtype=torch.float64), torch.full((1, 3, 1, 1), 2.5, dtype=torch.float64)
+    lrp = DifferentiableLRP(net, eps=EPS, input_rule=rule, low=low, high=high)
+    logits = lrp.forward(x)
+    ours = lrp.relevance(logits.gather(1, target[:, None])[:, 0])["input"]
+    reference = _zennit_heatmap(net, x, target, ZBox(low, high) if rule == "zb" else None)
+    assert torch.allclose(ours, reference, atol=1e-5, rtol=1e-5)
+    assert reference.abs().sum() > 0
+
+
+def test_heatmap_is_differentiable_wrt_parameters():
+    net = _tiny_net()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    lrp = DifferentiableLRP(net, eps=EPS, layers=("4",))
+    logits = lrp.forward(x)
+    rel = lrp.relevance(logits[:, 0])
+    (rel["input"].abs().sum() + rel["layers"]["4"].abs().sum()).backward()
+    assert net[0].weight.grad is not None and net[0].weight.grad.abs().sum() > 0
+    assert all(type(m).forward is m.forward.__func__ for m in net if isinstance(m, nn.ReLU))  # hooks removed

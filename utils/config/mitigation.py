@@ -1,0 +1,84 @@
+"""Config of the mitigation step (``start_model_correction``) and of the re-evaluation steps.
+
+Key names follow the original Reveal2Revise framework (``method``, ``lamb``, ``layer_name``,
+``artifact``, ``ckpt_path``, ``criterion``, ``compute``, ``cav_type``, ...). ISNet keys follow the
+Faster ISNet paper's symbols (``P``, ``d``, ``E``, ``A``, ``B``, ``epsilon``).
+"""
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from utils.config.schemas import TrainingConfig
+
+
+class MitigationConfig(TrainingConfig):
+    """Correct the model of ``ckpt_path`` for ``artifact`` with ``method``; evaluate the result."""
+
+    method: str = Field("RRR", description="correction method (registry in model_training.corrections)")
+    lamb: float = Field(1.0, ge=0, description="weight of the correction loss (lambda)")
+    artifact: str = Field(description="the artifact (bias concept) to unlearn")
+    freeze: bool = Field(True, description="freeze every parameterised layer up to and including layer_name")
+
+    # --- where artifact samples and their masks come from ----------------------------------------
+    source_masks: Literal["gt", "localization"] = Field(
+        "gt", description="artifact masks: ground truth of the data set, or the localization step's PNGs")
+    localization_dir: str | None = Field(
+        None, description="for source_masks: localization -- folder with index.json (or <artifact>/index.json)")
+
+    # --- CAVs (P-ClArC, rP-ClArC, RR-ClArC, TCAV) ------------------------------------------------
+    cav_type: Literal["svm", "ridge", "lasso", "logistic", "signal", "mean"] = Field(
+        "signal", description="CAV whose direction is projected out / penalised")
+    cav_mode: Literal["cavs_max", "cavs_mean"] = Field("cavs_max", description="spatial pooling of activations")
+    reactive_cav_type: Literal["svm", "ridge", "lasso", "logistic"] = Field(
+        "svm", description="rP-ClArC: CAV with a bias that decides whether the artifact is present")
+
+    # --- RRR --------------------------------------------------------------------------------
+    rrr_penalty: Literal["squared", "cosine"] = Field(
+        "squared", description="RRR: squared sum of the masked input gradient, or cosine(|grad|, mask)")
+
+    # --- RR-ClArC ---------------------------------------------------------------------------
+    criterion: Literal["all_logits_random", "logprobs", "target"] = Field(
+        "all_logits_random", description="RR-ClArC: which output is differentiated w.r.t. the layer")
+    compute: Literal["l2_mean"] = Field("l2_mean", description="RR-ClArC: gradient spatially averaged, squared")
+
+    # --- ISNet ------------------------------------------------------------------------------
+    variant: Literal["original", "selective", "stochastic"] = "selective"
+    deep_supervision: bool = Field(False, description="ISNet: also penalise hidden-layer relevances")
+    selective_class: Literal["label", "lowest_logit"] = "label"
+    P: float = Field(0.7, ge=0, le=1, description="ISNet: weight of the heatmap loss vs cross-entropy")
+    d: float = Field(0.996, ge=0, lt=1, description="ISNet: GWRP decay (0 = max pooling)")
+    E: float = Field(1.0, gt=0, description="ISNet: background loss scale l_bkg = log(1 + b/E)")
+    A: float = Field(1.0, ge=0, description="ISNet: weight of the background loss")
+    B: float = Field(1.0, ge=0, description="ISNet: weight of the foreground loss")
+    epsilon: float = Field(0.01, gt=0, description="ISNet: epsilon of the differentiable LRP")
+    input_rule: Literal["gradient", "zb"] = Field("zb", description="ISNet: LRP rule of the input layer")
+    C1: float | None = Field(None, gt=0, description="ISNet: lower foreground bound (None: tuned)")
+    C2: float | None = Field(None, gt=0, description="ISNet: upper foreground bound (None: tuned)")
+    tune_epochs: int = Field(2, ge=0, description="ISNet: plain epochs whose heatmaps tune C1/C2")
+    from_scratch: bool = Field(False, description="ISNet: train a fresh model instead of correcting ckpt_path")
+    grad_clip: float | None = Field(None, gt=0, description="gradient-norm clipping (ISNet default 1.0)")
+
+    # --- re-evaluation ----------------------------------------------------------------------
+    eval_splits: list[Literal["val", "test"]] = Field(["val", "test"], description="splits of re-evaluation")
+    eval_max_samples: int | None = Field(None, ge=1, description="cap on artifact samples for relevance/TCAV")
+    mask_dilation: int = Field(1, ge=0, description="pixels the artifact mask is dilated for artifact relevance")
+    n_heatmaps: int = Field(6, ge=1, description="samples shown by plot_heatmaps")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, name):
+        from model_training.corrections import list_corrections
+
+        if name not in list_corrections():
+            raise ValueError(f"one of {', '.join(list_corrections())}")
+        return name
+
+    @model_validator(mode="after")
+    def _needs(self):
+        if self.source_masks == "localization" and not self.localization_dir:
+            raise ValueError("source_masks: localization needs 'localization_dir'")
+        if not self.ckpt_path and not (self.method == "ISNet" and self.from_scratch):
+            raise ValueError("'ckpt_path' (the model to correct) is required")
+        if self.grad_clip is None and self.method == "ISNet":
+            self.grad_clip = 1.0  # recommended by Faster ISNet: LRP losses have spiky gradients
+        return self
