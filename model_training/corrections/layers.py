@@ -45,9 +45,11 @@ class ActivationCatcher:
     is replaced by a leaf that does, so losses on ``d out / d activation`` still work.
     """
 
-    def __init__(self, module, ensure_grad=False):
+    def __init__(self, module, ensure_grad=False, prepend=False):
+        """``prepend``: run before hooks already on the module (e.g. see the activation a P-ClArC
+        projection receives, not the projected one)."""
         self.output, self.ensure_grad = None, ensure_grad
-        self.handle = module.register_forward_hook(self._hook)
+        self.handle = module.register_forward_hook(self._hook, prepend=prepend)
 
     def _hook(self, module, inputs, output):
         if self.ensure_grad and torch.is_grad_enabled() and not output.requires_grad:

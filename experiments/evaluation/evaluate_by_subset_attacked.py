@@ -1,0 +1,20 @@
+"""Accuracy (± SE), macro-F1 and per-class AUROC of the original and the corrected model on the
+clean / attacked / ch subsets of val and test:
+``python -m experiments.evaluation.evaluate_by_subset_attacked --config_file F`` (a mitigation config)."""
+from experiments.evaluation._common import parse_config
+from utils.cli import main_entry
+from utils.evaluation.steps import evaluate_by_subset, evaluation_dir, subset_rows
+from utils.table import format_table
+
+
+@main_entry
+def main(argv=None):
+    config = parse_config(__doc__, argv)
+    results = evaluate_by_subset(config)
+    print(format_table(subset_rows(results)))
+    print(f"outputs: {evaluation_dir(config) / 'subsets.json'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""The re-evaluation steps, original vs corrected model. Entry points in ``experiments/evaluation``
+are thin wrappers; each function writes its JSON (and figure) into the evaluation folder of the
+config and returns its results.
+"""
+import numpy as np
+import torch
+
+from datasets import get_dataset_from_config
+from models import layer_for_config
+from utils.config import save_resolved_config
+from utils.device import resolve_device
+from utils.evaluation.models import cached_original, load_corrected, load_original, lrp_backend_for
+from utils.evaluation.relevance import artifact_relevance, artifact_samples
+from utils.evaluation.tcav import biased_class, directional_derivatives, refit_cav, tcav_scores
+from utils.io import write_json
+from utils.metrics import evaluate_subsets
+from utils.paths import step_dir
+
+
+def evaluation_dir(config):
+    out = step_dir(config, "evaluation")
+    save_resolved_config(config, out)
+    return out
+
+
+def _setup(config):
+    device = resolve_device(config.device)
+    return device, get_dataset_from_config(config)
+
+
+# --- 1. accuracy by subset -----------------------------------------------------------------------
+def evaluate_by_subset(config):
+    """Accuracy (± SE), macro-F1 and per-class AUROC on clean/attacked/ch of each eval split."""
+    device, splits = _setup(config)
+
+    def run(model):
+        return {split: evaluate_subsets(model, splits.get(split), config.batch_size, device, config.num_workers)
+                for split in config.eval_splits}
+
+    results = {"corrected": run(load_corrected(config, device))}
+    if config.ckpt_path:
+        results["original"] = cached_original(config, "subsets", {"splits": config.eval_splits, "seed": config.seed,
+                                                                 "data": _data_key(config)},
+                                              lambda: run(load_original(config, device)))
+    write_json(evaluation_dir(config) / "subsets.json", results)
+    return results
+
+
+def subset_rows(results):
+    rows = []
+    for model, by_split in results.items():
+        for split, subsets in by_split.items():
+            for subset, m in subsets.items():
+                rows.append({"model": model, "split": split, "subset": subset, "n": m["n"], "accuracy": m["accuracy"],
+                             "± se": m["accuracy_se"], "macro_f1": m["macro_f1"],
+                             **{f"auroc {k}": v for k, v in m["per_class_auroc"].items()}})
+    return rows
+
+
+# --- 2. artifact relevance -----------------------------------------------------------------------
+def compute_artifact_relevance(config):
+    """Share of positive relevance (true label) inside the dilated artifact mask, attacked test samples."""
+    device, splits = _setup(config)
+    dataset = splits.test.with_mode("attacked")
+    indices = artifact_samples(dataset, config.artifact, config.eval_max_samples)
+
+    def run(model):
+        return artifact_relevance(model, dataset, config.artifact, indices, config.batch_size, config.mask_dilation,
+                                  lrp_backend_for(model, config.lrp_backend), device)
+
+    results = {"corrected": run(load_corrected(config, device))}
+    if config.ckpt_path:
+        results["original"] = cached_original(
+            config, "artifact_relevance", {"artifact": config.artifact, "n": len(indices), "dilation": config.mask_dilation,
+                                           "backend": config.lrp_backend, "data": _data_key(config)},
+            lambda: run(load_original(config, device)))
+    write_json(evaluation_dir(config) / "artifact_relevance.json", results)
+    return results
+
+
+# --- 3. TCAV -------------------------------------------------------------------------------------
+def measure_tcav(config):
+    """TCAV of both models against the original model's CAV and against a CAV refit per model."""
+    device, splits = _setup(config)
+    layer = layer_for_config(config)
+    train = splits.train
+    labels = np.asarray(train.artifact_labels(config.artifact), dtype=bool)
+    dataset = splits.test.with_mode("attacked")
+    indices = artifact_samples(dataset, config.artifact, config.eval_max_samples)
+    original, corrected = load_original(config, device), load_corrected(config, device)
+    reference = original if original is not None else corrected
+    cav_original = refit_cav(reference, train, labels, layer, config.cav_type, config.cav_mode, config.batch_size, device)
+
+    def scores(model, cav):
+        derivatives = directional_derivatives(model, dataset, indices, layer, cav.direction, config.batch_size, device)
+        return tcav_scores(derivatives, train.class_names)
+
+    results = {"layer": layer, "biased_class": biased_class(train, config.artifact), "n": int(len(indices)),
+               "corrected": {"original_cav": scores(corrected, cav_original)}}
+    cav_refit = refit_cav(corrected, train, labels, layer, config.cav_type, config.cav_mode, config.batch_size, device)
+    results["corrected"]["refit_cav"] = scores(corrected, cav_refit)
+    results["cav_cosine_original_vs_refit"] = float(np.dot(cav_original.direction, cav_refit.direction))
+    if original is not None:
+        results["original"] = {"original_cav": scores(original, cav_original)}
+    write_json(evaluation_dir(config) / "tcav.json", results)
+    return results
+
+
+def tcav_rows(results):
+    rows = []
+    for model in ("original", "corrected"):
+        for cav, per_class in results.get(model, {}).items():
+            for cls, s in per_class.items():
+                rows.append({"model": model, "cav": cav, "class": cls, "tcav": s["tcav"], "sensitivity": s["sensitivity"]})
+    return rows
+
+
+# --- 4. heatmaps -----------------------------------------------------------------------------------
+def plot_heatmaps(config):
+    """Original vs corrected heatmaps (true label) of attacked test samples, shared colour scale."""
+    from utils.evaluation.figures import heatmap_comparison
+    from utils.lrp.attribution import get_attributor
+
+    device, splits = _setup(config)
+    dataset = splits.test.with_mode("attacked")
+    indices = artifact_samples(dataset, config.artifact, config.n_heatmaps)
+    x = torch.stack([dataset.normalize(dataset.load_raw(int(i))) for i in indices]).to(device)
+    y = torch.as_tensor([dataset.label(int(i)) for i in indices], device=device)
+    maps = {}
+    for name, model in (("original", load_original(config, device)), ("corrected", load_corrected(config, device))):
+        if model is not None:
+            attributor = get_attributor(model, backend=lrp_backend_for(model, config.lrp_backend))
+            maps[name] = attributor.attribute(x, targets=y).heatmap.sum(1).detach().cpu()
+    images = [dataset.load_raw(int(i)).permute(1, 2, 0).numpy() for i in indices]
+    titles = [f"{dataset.sample_ids[int(i)]} ({dataset.class_names[dataset.label(int(i))]})" for i in indices]
+    path = evaluation_dir(config) / "heatmaps.png"
+    heatmap_comparison(images, maps, titles, path, f"{config.method}: {config.config_name}")
+    return path
+
+
+def _data_key(config):
+    return {k: getattr(config, k) for k in ("dataset_name", "img_size", "dataset_options", "artifacts", "artifact_type",
+                                            "attacked_classes", "p_artifact", "artifact", "seed")}
