@@ -1,0 +1,196 @@
+"""Correction methods on a tiny untrained model: finite losses, gradients only where trainable,
+P-ClArC geometry, ISNet building blocks, corrected-checkpoint round trip."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from datasets import get_dataset
+from model_training.corrections import get_correction_method, list_corrections, load_corrected_model
+from model_training.corrections.isnet import background_loss, foreground_loss, gwrp, tune_bounds
+from model_training.corrections.layers import freeze_up_to, pool
+from model_training.corrections.pclarc import ProjectionHook
+from model_training.corrections.run import build_context
+from models import get_model
+from tests.conftest import TINY_DATA
+from utils.checkpoint import save_checkpoint
+from utils.config import load_config
+from utils.config.mitigation import MitigationConfig
+from utils.errors import ConfigError
+
+LAYER = "features.6"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Tiny data and an untrained tiny_vgg checkpoint (gradients, not accuracy, are tested here)."""
+    torch.manual_seed(0)
+    splits = get_dataset("synth_derm", img_size=32, seed=0, dataset_options=TINY_DATA["dataset_options"],
+                         artifact="band_aid")
+    model = get_model("tiny_vgg", splits.n_classes)
+    ckpt = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(ckpt, model, "tiny_vgg", splits.n_classes)
+    return splits, ckpt
+
+
+def _config(tmp_path, ckpt, **values):
+    import yaml
+
+    path = tmp_path / "mitigation.yaml"
+    path.write_text(yaml.safe_dump({**TINY_DATA, "model_name": "tiny_vgg", "artifact": "band_aid", "ckpt_path": str(ckpt),
+                                    "layer_name": LAYER, "batch_size": 8, "output_dir": str(tmp_path / "out"),
+                                    "tune_epochs": 0, **values}))
+    return load_config(path, MitigationConfig)
+
+
+def _batch(ctx, n=8):
+    """A batch with artifact samples (masks) and samples without."""
+    has = np.flatnonzero(ctx.train_set.has_mask)[: n // 2]
+    without = np.flatnonzero(~ctx.train_set.has_mask)[: n - len(has)]
+    items = [ctx.train_set[int(i)] for i in np.concatenate([has, without])]
+    return [torch.stack([torch.as_tensor(item[k]) for item in items]) for k in range(5)]
+
+
+CASES = [("Vanilla", {}), ("RRR", {"rrr_penalty": "squared", "lamb": 10.0}), ("RRR", {"rrr_penalty": "cosine"}),
+         ("RRClarc", {"criterion": "all_logits_random"}), ("RRClarc", {"criterion": "logprobs"}),
+         ("RRClarc", {"criterion": "target"}), ("ISNet", {"variant": "selective", "C1": 1.0, "C2": 10.0}),
+         ("ISNet", {"variant": "stochastic", "selective_class": "lowest_logit"}),
+         ("ISNet", {"variant": "original", "deep_supervision": True, "input_rule": "gradient"})]
+
+
+@pytest.mark.parametrize("method,options", CASES, ids=[f"{m}-{'-'.join(map(str, o.values()))}" for m, o in CASES])
+def test_loss_is_finite_and_gradients_respect_freezing(tiny, tmp_path, method, options):
+    splits, ckpt = tiny
+    config = _config(tmp_path, ckpt, method=method, **options)
+    model = get_model("tiny_vgg", splits.n_classes, ckpt_path=ckpt, img_size=32)
+    ctx = build_context(config, model, splits, torch.device("cpu"))
+    frozen = freeze_up_to(model, LAYER, splits.train.normalize(splits.train.load_raw(0))[None])
+    correction = get_correction_method(method)(config)
+    correction.prepare(ctx)
+    model.train()
+    for module in frozen:
+        module.eval()
+    x, y, *rest = _batch(ctx)
+    if ctx.extras.get("input_requires_grad"):
+        x.requires_grad_(True)
+    logits = model(x)
+    extra = correction.extra_loss(model, (x, y, *rest), logits)
+    loss = F.cross_entropy(logits, y) + (extra if extra is not None else 0.0)
+    assert torch.isfinite(loss)
+    if method != "Vanilla":
+        assert extra is not None and torch.isfinite(extra) and extra.requires_grad
+    loss.backward()
+    correction.finish(model)
+    frozen_params = [p for m in frozen for p in m.parameters(recurse=False)]
+    assert frozen_params and all(p.grad is None and not p.requires_grad for p in frozen_params)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable)
+    assert all(torch.isfinite(p.grad).all() for p in trainable if p.grad is not None)
+
+
+def test_frozen_batchnorm_keeps_statistics(tiny, tmp_path):
+    splits, ckpt = tiny
+    model = get_model("tiny_vgg", splits.n_classes, ckpt_path=ckpt, img_size=32)
+    frozen = freeze_up_to(model, LAYER, splits.train.normalize(splits.train.load_raw(0))[None])
+    names = [n for n, m in model.named_modules() if m in frozen]
+    assert names == ["features.0", "features.1", "features.4", "features.5"]
+
+
+def test_pclarc_moves_projection_to_clean_mean_and_keeps_the_complement():
+    torch.manual_seed(0)
+    a = torch.randn(6, 5, 4, 4).relu()
+    v = F.normalize(torch.randn(5), dim=0)
+    hook = ProjectionHook(v, mu=0.7, mode="cavs_max")
+    out = hook(None, None, a)
+    assert torch.allclose(pool(out, "cavs_max") @ v, torch.full((6,), 0.7), atol=1e-5)
+    change = out - a  # only along v, at every position
+    orthogonal = change - (torch.einsum("nchw,c->nhw", change, v)[:, None] * v.view(1, -1, 1, 1))
+    assert orthogonal.abs().max() < 1e-5
+    mean_hook = ProjectionHook(v, mu=-0.2, mode="cavs_mean")
+    assert torch.allclose(pool(mean_hook(None, None, a), "cavs_mean") @ v, torch.full((6,), -0.2), atol=1e-5)
+
+
+def test_reactive_pclarc_leaves_undetected_samples_untouched():
+    torch.manual_seed(1)
+    a = torch.randn(8, 5, 3, 3)
+    v = F.normalize(torch.randn(5), dim=0)
+    detector = F.normalize(torch.randn(5), dim=0)
+    hook = ProjectionHook(v, mu=0.3, mode="cavs_max", detector=detector, detector_bias=-0.1)
+    out = hook(None, None, a)
+    detected = (pool(a, "cavs_max") @ detector - 0.1) > 0
+    assert detected.any() and (~detected).any()
+    assert torch.equal(out[~detected], a[~detected])
+    assert not torch.allclose(out[detected], a[detected])
+
+
+def test_pclarc_on_data_moves_artifact_samples_to_the_clean_mean(tiny, tmp_path):
+    splits, ckpt = tiny
+    config = _config(tmp_path, ckpt, method="PClarc")
+    model = get_model("tiny_vgg", splits.n_classes, ckpt_path=ckpt, img_size=32)
+    ctx = build_context(config, model, splits, torch.device("cpu"))
+    correction = get_correction_method("PClarc")(config)
+    correction.prepare(ctx)
+    hook = correction.hook
+    features = ctx.extras["train_features"]  # before the projection
+    clean_mean = float((features[~torch.from_numpy(ctx.artifact_train)] @ hook.direction).mean())
+    assert hook.mu == pytest.approx(clean_mean, rel=1e-5)
+
+
+def test_gwrp_with_zero_decay_is_max_and_ignores_invalid_entries():
+    values = torch.tensor([[0.1, 0.9, 0.5, 3.0]])
+    valid = torch.tensor([[True, True, True, False]])
+    assert gwrp(values, valid, 0.0).item() == pytest.approx(0.9)
+    assert gwrp(values, torch.ones_like(valid), 0.0).item() == pytest.approx(3.0)
+    d = 0.5  # weights 1, 0.5, 0.25 over 0.9, 0.5, 0.1
+    assert gwrp(values, valid, d).item() == pytest.approx((0.9 + 0.25 + 0.025) / 1.75)
+
+
+def test_isnet_losses():
+    rel = torch.zeros(1, 1, 4, 4)
+    fg = torch.zeros(1, 1, 4, 4)
+    fg[..., :2, :] = 1
+    rel[..., :2, :] = 1.0  # all relevance on the foreground: no background loss
+    assert background_loss(rel, fg, 0.9, 1.0).item() == pytest.approx(0.0)
+    rel[..., 3, 3] = 2.0  # a background hot spot twice the foreground mean
+    assert background_loss(rel, fg, 0.0, 1.0).item() == pytest.approx(np.log(3.0))
+    assert foreground_loss(rel, fg, 4.0, 16.0).item() == pytest.approx(((4 - 8) ** 2 * 0 + 0) / 16)
+    assert foreground_loss(rel, fg, 10.0, 20.0).item() == pytest.approx((10 - 8) ** 2 / 100)
+
+
+def test_c1_c2_formula():
+    totals = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    mu, s = totals.mean(), totals.std()
+    c1, c2 = tune_bounds(totals)
+    assert c1 == pytest.approx(max(mu / 5, mu - 3 * s)) and c2 == pytest.approx(min(25 * c1, mu + 3 * s))
+    c1, c2 = tune_bounds(np.array([10.0, 10.0, 10.0]))  # no spread: [mu, mu]
+    assert (c1, c2) == (pytest.approx(10.0), pytest.approx(10.0))
+
+
+def test_corrected_checkpoint_round_trip(tiny, tmp_path):
+    from experiments.mitigation_experiments.start_model_correction import main
+    from model_training.corrections.run import corrected_checkpoint_path
+
+    splits, ckpt = tiny
+    for method in ("ReactivePClarc",):  # its state is a superset of P-ClArC's
+        config = _config(tmp_path, ckpt, method=method, config_name=f"rt_{method}")
+        path = tmp_path / f"{method}.yaml"
+        path.write_text((tmp_path / "mitigation.yaml").read_text())
+        main(["--config_file", str(path), "--overwrite"])
+        model = get_model("tiny_vgg", splits.n_classes, ckpt_path=ckpt, img_size=32)
+        ctx = build_context(config, model, splits, torch.device("cpu"))
+        get_correction_method(method)(config).prepare(ctx)  # the same correction, built in memory
+        plain = load_corrected_model(ckpt)
+        loaded = load_corrected_model(corrected_checkpoint_path(load_config(path, MitigationConfig)))
+        x = torch.stack([splits.test.normalize(splits.test.with_mode("attacked").load_raw(i)) for i in range(8)])
+        with torch.no_grad():
+            assert torch.allclose(loaded(x), model.eval()(x), atol=1e-6)
+            assert not torch.allclose(loaded(x), plain(x), atol=1e-6)  # the hook really is there
+
+
+def test_config_errors(tiny, tmp_path):
+    splits, ckpt = tiny
+    with pytest.raises(ConfigError, match="method"):
+        _config(tmp_path, ckpt, method="RRRR")
+    with pytest.raises(ConfigError, match="localization_dir"):
+        _config(tmp_path, ckpt, method="RRR", source_masks="localization")
+    assert {"Vanilla", "RRR", "RRClarc", "PClarc", "ReactivePClarc", "ISNet"} <= set(list_corrections())
