@@ -59,4 +59,4 @@ def _dbscan(embedding, config):
 @register_clustering("hdbscan")
 def _hdbscan(embedding, config):
     size = max(2, min(config.spray_min_cluster_size, len(embedding) - 1))
-    return {"hdbscan": HDBSCAN(min_cluster_size=size).fit_predict(embedding)}
+    return {"hdbscan": HDBSCAN(min_cluster_size=size, copy=True).fit_predict(embedding)}

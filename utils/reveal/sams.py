@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from utils.lrp.attribution import frozen_parameters
 from utils.reveal.activations import LayerTap, pool_activation
 
 _TRANSFORMS = {}
@@ -68,7 +69,8 @@ def optimise_sams(model, layer, neurons, input_shape, steps=48, lr=0.05, resolut
     low = tuple(resolution or max(4, s // 2) for s in input_shape[1:])
     out = []
     model.eval()
-    with LayerTap(model, layer) as tap:
+    # only the input is optimised: parameter gradients would be wasted work
+    with LayerTap(model, layer) as tap, frozen_parameters(model):
         for start in range(0, len(neurons), batch):
             chunk = torch.as_tensor(neurons[start:start + batch], dtype=torch.long)
             param = (0.1 * torch.randn((len(chunk), input_shape[0], *low), generator=generator)).to(device)

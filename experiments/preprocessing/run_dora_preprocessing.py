@@ -1,0 +1,44 @@
+"""DORA: reference signals per neuron of ``layer_name`` and the neurons with outlying activation patterns.
+
+``dora_reference: sams`` optimises synthetic activation-maximisation signals (gradient ascent on
+each neuron's pooled activation, with jitter/scale/rotation, at ``dora_sams_resolution``);
+``real_act`` / ``real_rel`` take the top ``dora_n_refs`` samples of the store by activation /
+relevance. The reference set is cached in the preprocessing folder; the ranked outlier neurons go
+to ``<output_dir>/reveal/<dataset>/<model>/<config>/dora.json`` (``--class_id``: real references
+from that class only, ``dora_class<k>.json``).
+"""
+import argparse
+
+from utils.cli import main_entry
+from utils.config import AuditConfig, load_config, save_resolved_config
+from utils.paths import step_dir
+from utils.reveal.dora import cached_reference_set, run_dora
+from utils.table import format_table
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config_file", required=True, help="audit YAML config (utils.config.AuditConfig)")
+    parser.add_argument("--class_id", type=int, default=None, help="restrict real references to one class")
+    parser.add_argument("--force_recompute", action="store_true", help="recompute cached reference signals")
+    return parser
+
+
+def outlier_rows(result, config, n):
+    return [{"rank": r + 1, "layer": o["layer"], "channel": o["channel"], "LOF": o["score"],
+             "LOF outlier": o["is_outlier"]} for r, o in enumerate(result.payload(config)["outlier_neurons"][:n])]
+
+
+@main_entry
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    config = load_config(args.config_file, AuditConfig)
+    save_resolved_config(config, step_dir(config, "reveal"))
+    references, cache = cached_reference_set(config, args.class_id, force=args.force_recompute)
+    result, path, _ = run_dora(config, args.class_id, references=references)
+    print(format_table(outlier_rows(result, config, config.n_outliers)))
+    print(f"neurons analysed: {len(result.channels)}  references: {cache}\njson: {path}")
+
+
+if __name__ == "__main__":
+    main()
