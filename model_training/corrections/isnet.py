@@ -117,13 +117,17 @@ class ISNet(Correction):
         channels = split.load_raw(0).shape[0]
         low, high = input_bounds(split, channels)
         layers = get_model_spec(config.model_name).layer_names if config.deep_supervision else ()
-        self.lrp = self.make_lrp(ctx.model, low, high, layers)
-        self.criterion = build_loss(config.loss, split.class_counts()).to(ctx.device)
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.C1, self.C2 = config.C1, config.C2
+        self.setup(ctx.model, low, high, layers, build_loss(config.loss, split.class_counts()).to(ctx.device))
         if self.C1 is None or self.C2 is None:
             self.C1, self.C2 = self._tune(ctx, low, high, layers)
         print(f"ISNet foreground bounds: C1={self.C1:.4g} C2={self.C2:.4g}")
+
+    def setup(self, model, low, high, layers, criterion):
+        """Everything but C1/C2 tuning (used by ``prepare`` and by the scaling benchmark)."""
+        self.lrp = self.make_lrp(model, low, high, layers)
+        self.criterion = criterion
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self.C1, self.C2 = self.config.C1, self.config.C2
 
     def make_lrp(self, model, low, high, layers=()):
         return DifferentiableLRP(model, eps=self.config.epsilon, input_rule=self.config.input_rule,

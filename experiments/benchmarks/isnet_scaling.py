@@ -1,0 +1,101 @@
+"""Time of one ISNet training step against the number of classes K (the Faster ISNet claim):
+``python -m experiments.benchmarks.isnet_scaling [--classes 2 10 100] [--batch_size 16] [--img_size 64]``.
+
+Same model architecture (``tiny_vgg`` with a K-way head), same batch, for plain training
+(cross-entropy) and ISNet ``original`` (one heatmap per class), ``selective`` and ``stochastic``
+(one heatmap per sample). A step = forward, loss, backward, optimizer step; the median of
+``--repeats`` timed steps after one warm-up step. Not a test: timings depend on the machine.
+"""
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from model_training.corrections.isnet import ISNet
+from models import get_model
+from utils.cli import main_entry
+from utils.config.mitigation import MitigationConfig
+from utils.io import write_json, write_text
+from utils.table import format_table, markdown_table
+
+VARIANTS = ("plain", "original", "selective", "stochastic")
+
+
+def make_step(variant, model, n_classes, in_channels, input_rule="zb"):
+    """A closure performing one training step on a given batch."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
+    criterion = nn.CrossEntropyLoss()
+    isnet = None
+    if variant != "plain":
+        config = MitigationConfig(config_name="benchmark", artifact="benchmark", method="ISNet", from_scratch=True,
+                                  variant=variant, C1=1.0, C2=10.0, input_rule=input_rule)
+        isnet = ISNet(config)
+        bound = torch.full((in_channels, 1, 1), 2.5)
+        isnet.setup(model, -bound, bound, (), criterion)
+
+    def step(x, y, foreground):
+        logits = model(x)
+        loss = criterion(logits, y)
+        if isnet is not None:
+            loss = loss + isnet.extra_loss(model, (x, y, None, foreground, None), logits)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    return step
+
+
+def time_step(step, batch, repeats):
+    step(*batch)  # warm-up: allocations, lazy initialisation
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step(*batch)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@main_entry
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--classes", type=int, nargs="+", default=[2, 10, 100])
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--img_size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (fixed for comparable timings)")
+    parser.add_argument("--input_rule", choices=["zb", "gradient"], default="zb")
+    parser.add_argument("--out", default="outputs/benchmarks/isnet_scaling")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    x = torch.randn(args.batch_size, 3, args.img_size, args.img_size)
+    foreground = torch.zeros(args.batch_size, 1, args.img_size, args.img_size)
+    quarter = args.img_size // 4
+    foreground[..., quarter:-quarter, quarter:-quarter] = 1
+    rows = []
+    for k in args.classes:
+        y = torch.randint(0, k, (args.batch_size,))
+        row = {"K": k}
+        for variant in VARIANTS:
+            torch.manual_seed(0)
+            model = get_model("tiny_vgg", k, img_size=args.img_size).train()
+            row[variant] = time_step(make_step(variant, model, k, 3, args.input_rule), (x, y, foreground), args.repeats)
+            print(f"K={k} {variant}: {row[variant]:.3f} s/step", flush=True)
+        for variant in VARIANTS[1:]:
+            row[f"{variant}/plain"] = row[variant] / row["plain"]
+        rows.append(row)
+    out = Path(args.out)
+    write_json(out / "results.json", {"settings": vars(args), "seconds_per_step": rows})
+    write_text(out / "results.md", markdown_table(rows) + "\n")
+    print("\nseconds per training step (median), ratios to plain")
+    print(format_table(rows))
+    print(f"outputs: {out}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
