@@ -1,0 +1,65 @@
+"""Write mitigation configs for the band-aid shortcut of the embedded ``synth_derm`` data set.
+
+Run ``python config_files/bias_mitigation_controlled/config_generator_mitigation_synth_derm.py``
+(or ``python -m config_files.bias_mitigation_controlled.config_generator_mitigation_synth_derm``):
+one YAML per method / layer / lambda is written into ``synth_derm/`` beside this script. The data
+and model keys are copied from the training config of the corrected model, so both always agree.
+Then run every correction and evaluation and the comparison table with
+``python -m experiments.evaluation.compare_methods --config_dir config_files/bias_mitigation_controlled/synth_derm --run``.
+
+The lambda ranges follow the size of each penalty on the trained model (RRR's squared input
+gradient is ~0.07 per artifact sample, RR-ClArC's squared directional gradient ~1e-4 at
+features.10 and ~1e-6 at features.6), so every grid spans "barely active" to "dominating".
+"""
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
+
+from utils.io import write_yaml  # noqa: E402
+
+OUT_DIR = Path(__file__).resolve().parent / "synth_derm"
+TRAINING_CONFIG = ROOT / "config_files" / "training" / "synth_derm" / "tiny_vgg_adam_lr0.003.yaml"
+# relative to the repository root, where every step is run
+CKPT = "outputs/training/synth_derm/tiny_vgg/tiny_vgg_adam_lr0.003/checkpoints/best.pt"
+DATA_KEYS = ("dataset_name", "img_size", "seed", "model_name", "dataset_options", "artifacts")
+
+FINE_TUNING = {"optimizer": "adam", "lr": 0.0005, "num_epochs": 3, "milestones": [], "batch_size": 64,
+               "artifact": "band_aid", "ckpt_path": CKPT, "eval_max_samples": 200}
+
+def _fmt(value):
+    return f"{value:g}".replace("+", "")
+
+
+# method -> list of (config name suffix, keys); every entry becomes one YAML
+GRID = {
+    "Vanilla": [("features.10", {"layer_name": "features.10"}),
+                ("unfrozen", {"freeze": False})],
+    "RRR": [(f"features.6_lamb{_fmt(lamb)}", {"layer_name": "features.6", "lamb": lamb}) for lamb in (10.0, 100.0, 1000.0)]
+    + [("features.6_cosine_lamb1", {"layer_name": "features.6", "lamb": 1.0, "rrr_penalty": "cosine"})],
+    "RRClarc": [(f"{layer}_lamb{_fmt(lamb)}", {"layer_name": layer, "lamb": lamb})
+                for layer, lambs in (("features.6", (1e5, 1e6)), ("features.10", (1e3, 1e4, 1e5)))
+                for lamb in lambs],
+    "PClarc": [(layer, {"layer_name": layer}) for layer in ("features.6", "features.10", "features.14")],
+    "ReactivePClarc": [(layer, {"layer_name": layer}) for layer in ("features.6", "features.10", "features.14")],
+    "ISNet": [(variant, {"variant": variant, "freeze": False}) for variant in ("selective", "stochastic", "original")],
+}
+
+
+def main():
+    training = yaml.safe_load(TRAINING_CONFIG.read_text())
+    base = {k: training[k] for k in DATA_KEYS if k in training}
+    written = []
+    for method, entries in GRID.items():
+        for suffix, keys in entries:
+            name = f"{method}_{suffix}"
+            write_yaml(OUT_DIR / f"{name}.yaml", {**base, **FINE_TUNING, "method": method, **keys})
+            written.append(name)
+    print(f"wrote {len(written)} configs to {OUT_DIR}")
+
+
+if __name__ == "__main__":
+    main()
