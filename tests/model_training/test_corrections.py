@@ -194,3 +194,27 @@ def test_config_errors(tiny, tmp_path):
     with pytest.raises(ConfigError, match="localization_dir"):
         _config(tmp_path, ckpt, method="RRR", source_masks="localization")
     assert {"Vanilla", "RRR", "RRClarc", "PClarc", "ReactivePClarc", "ISNet"} <= set(list_corrections())
+
+
+def test_masks_from_localization_output(tiny, tmp_path):
+    from model_training.corrections.data import load_localization_masks
+    from utils.bias.localization import write_mask
+    from utils.io import write_json
+
+    splits, ckpt = tiny
+    train = splits.train
+    ids = [int(i) for i in np.flatnonzero(train.artifact_labels("band_aid"))[:3]]
+    folder = tmp_path / "localization" / "band_aid"
+    samples = {}
+    for i in ids:
+        sid = train.sample_ids[i]
+        write_mask(folder / "masks" / f"{sid}.png", train.get_mask(i, "band_aid"))
+        samples[sid] = {"mask": f"masks/{sid}.png"}
+    write_json(folder / "index.json", {"artifact": "band_aid", "split": "train", "samples": samples})
+    config = _config(tmp_path, ckpt, method="RRR", source_masks="localization",
+                     localization_dir=str(tmp_path / "localization"))
+    ctx = build_context(config, get_model("tiny_vgg", splits.n_classes, img_size=32), splits, torch.device("cpu"))
+    assert np.flatnonzero(ctx.train_set.has_mask).tolist() == ids
+    ctx.train_set.augment = False
+    assert torch.equal(ctx.train_set[ids[0]][2][0].bool(), train.get_mask(ids[0], "band_aid"))
+    assert len(load_localization_masks(config)) == 3
