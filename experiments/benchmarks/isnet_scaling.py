@@ -4,7 +4,7 @@
 Same model architecture (``tiny_vgg`` with a K-way head), same batch, for plain training
 (cross-entropy) and ISNet ``original`` (one heatmap per class), ``selective`` and ``stochastic``
 (one heatmap per sample). A step = forward, loss, backward, optimizer step; the median of
-``--repeats`` timed steps after one warm-up step. Not a test: timings depend on the machine.
+``--repeats`` timed rounds (variants take turns) after one warm-up step each. Not a test: timings depend on the machine.
 """
 import argparse
 import statistics
@@ -49,14 +49,18 @@ def make_step(variant, model, n_classes, in_channels, input_rule="zb"):
     return step
 
 
-def time_step(step, batch, repeats):
-    step(*batch)  # warm-up: allocations, lazy initialisation
-    times = []
+def time_steps(steps, batch, repeats):
+    """Median seconds per step of each variant. Variants take turns in every round, so load from
+    other processes on a shared machine hits them alike instead of whichever ran during a spike."""
+    for step in steps.values():
+        step(*batch)  # warm-up: allocations, lazy initialisation
+    times = {name: [] for name in steps}
     for _ in range(repeats):
-        start = time.perf_counter()
-        step(*batch)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step(*batch)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 @main_entry
@@ -79,14 +83,16 @@ def main(argv=None):
     rows = []
     for k in args.classes:
         y = torch.randint(0, k, (args.batch_size,))
-        row = {"K": k}
+        steps = {}
         for variant in VARIANTS:
             torch.manual_seed(0)
             model = get_model("tiny_vgg", k, img_size=args.img_size).train()
-            row[variant] = time_step(make_step(variant, model, k, 3, args.input_rule), (x, y, foreground), args.repeats)
-            print(f"K={k} {variant}: {row[variant]:.3f} s/step", flush=True)
+            steps[variant] = make_step(variant, model, k, 3, args.input_rule)
+        times = time_steps(steps, (x, y, foreground), args.repeats)
+        row = {"K": k, **times}
         for variant in VARIANTS[1:]:
             row[f"{variant}/plain"] = row[variant] / row["plain"]
+        print(", ".join(f"{v}: {times[v]:.3f} s" for v in VARIANTS) + f"  (K={k})", flush=True)
         rows.append(row)
     out = Path(args.out)
     write_json(out / "results.json", {"settings": vars(args), "seconds_per_step": rows})
