@@ -20,6 +20,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     config = load_config(args.config_file, TrainingConfig)
     out_dir, metrics = run_training(config, resume=args.resume, overwrite=args.overwrite)
+    if "test" not in metrics:  # not rank 0 of a multi-process run: rank 0 reports
+        return metrics
     print(format_table(subset_rows({"val": metrics["val"], "test": metrics["test"]})))
     print(f"outputs: {out_dir}")
     return metrics

@@ -20,7 +20,7 @@ from model_training.losses import build_loss
 from models import get_model, get_model_spec
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.config import save_resolved_config
-from utils.device import resolve_device
+from utils.distributed import RankBatchSampler, get_context, global_batches, training_device
 from utils.errors import UserError
 from utils.io import write_json, write_text
 from utils.metrics import evaluate, evaluate_subsets
@@ -45,7 +45,8 @@ def best_checkpoint_path(config) -> Path:
 class Trainer:
     def __init__(self, config, out_dir=None, model=None, splits=None):
         self.config = config
-        self.device = resolve_device(config.device)
+        self.dist = get_context(config.device)
+        self.device = training_device(self.dist, config.device)
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
         self.splits = splits or get_dataset_from_config(config)
@@ -54,6 +55,7 @@ class Trainer:
                                         in_channels=self.splits.train.load_raw(0).shape[0],
                                         pretrained_weights=config.pretrained_weights)
         self.model.to(self.device)
+        self.dist.broadcast_parameters(self.model)
         self.out_dir = Path(out_dir or training_dir(config))
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.criterion = build_loss(config.loss, self.splits.train.class_counts()).to(self.device)
@@ -68,6 +70,8 @@ class Trainer:
 
     # --- state ---------------------------------------------------------------------------------
     def _save(self, name, epoch):
+        if not self.dist.is_main:
+            return
         save_checkpoint(self.ckpt_dir / name, self.model, self.config.model_name, self.splits.n_classes,
                         self.config.model_dump(mode="json"), epoch=epoch,
                         optimizer_state_dict=self.optimizer.state_dict(),
@@ -86,18 +90,19 @@ class Trainer:
 
     # --- loop ----------------------------------------------------------------------------------
     def _loader(self, epoch):
-        # a per-epoch generator makes the sample order reproducible across resumes
-        generator = torch.Generator().manual_seed(self.config.seed * 10_000 + epoch)
-        return torch.utils.data.DataLoader(self.splits.train, batch_size=self.config.batch_size, shuffle=True,
-                                           generator=generator, num_workers=self.config.num_workers,
-                                           drop_last=len(self.splits.train) > self.config.batch_size)
+        # a per-epoch seed makes the sample order reproducible across resumes and processes
+        batches = global_batches(len(self.splits.train), self.config.batch_size, self.config.seed * 10_000 + epoch,
+                                 drop_last=len(self.splits.train) > self.config.batch_size)
+        return torch.utils.data.DataLoader(self.splits.train, batch_sampler=RankBatchSampler(batches, self.dist),
+                                           num_workers=self.config.num_workers)
 
     def train_epoch(self, epoch):
         self.model.train()
         for module in self.frozen_modules:
             module.eval()
         total, correct, loss_sum = 0, 0, 0.0
-        progress = tqdm(self._loader(epoch), desc=f"epoch {epoch + 1}/{self.config.num_epochs}", leave=False)
+        progress = tqdm(self._loader(epoch), desc=f"epoch {epoch + 1}/{self.config.num_epochs}", leave=False,
+                        disable=not self.dist.is_main)
         for batch in progress:
             x, y = batch[0].to(self.device), batch[1].to(self.device)
             if self.input_requires_grad:
@@ -110,6 +115,7 @@ class Trainer:
                     loss = loss + extra
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            self.dist.average_gradients(self.model.parameters())
             if self.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
             self.optimizer.step()
@@ -119,16 +125,19 @@ class Trainer:
                 correct += (logits.argmax(1) == y).sum().item()
             progress.set_postfix(loss=f"{loss_sum / total:.4f}")
         self.scheduler.step()
+        loss_sum, correct, total = self.dist.sum([loss_sum, correct, total])
         return {"train_loss": loss_sum / total, "train_accuracy": correct / total if correct else float("nan")}
 
     def fit(self):
-        logger = RunLogger(self.config, self.out_dir)
+        logger = RunLogger(self.config, self.out_dir, enabled=self.dist.is_main)
         for epoch in range(self.start_epoch, self.config.num_epochs):
             start = time.time()
             row = {"epoch": epoch + 1, **self.train_epoch(epoch)}
             if (epoch + 1) % self.config.eval_every == 0 or epoch + 1 == self.config.num_epochs:
+                # rank 0 evaluates; every rank must agree on the result to keep the same state
                 val = evaluate(self.model, self.splits.val, self.config.batch_size, self.device,
-                               self.config.num_workers)
+                               self.config.num_workers) if self.dist.is_main else {"accuracy": 0.0, "macro_f1": 0.0}
+                val = {k: self.dist.broadcast_value(val[k]) for k in ("accuracy", "macro_f1")}
                 row.update(val_accuracy=val["accuracy"], val_macro_f1=val["macro_f1"])
                 if val["accuracy"] > self.best_val:
                     self.best_val = val["accuracy"]
@@ -137,7 +146,9 @@ class Trainer:
             self.history.append(row)
             logger.log(row, step=epoch + 1)
             self._save("last.pt", epoch + 1)
-            self._write_history()
+            if self.dist.is_main:
+                self._write_history()
+            self.dist.barrier()
         logger.finish()
         return self.history
 
@@ -160,8 +171,11 @@ def run_training(config, resume=False, overwrite=False):
     trainer = Trainer(config, out_dir)
     if resume and last.exists():
         trainer.resume()
-    save_resolved_config(config, out_dir)
+    if trainer.dist.is_main:
+        save_resolved_config(config, out_dir)
     trainer.fit()
+    if not trainer.dist.is_main:  # rank 0 evaluates and writes the results
+        return out_dir, {"history": trainer.history}
     best = load_checkpoint(out_dir / "checkpoints" / "best.pt")
     trainer.model.load_state_dict(best["model_state_dict"])
     test = evaluate_subsets(trainer.model, trainer.splits.test, config.batch_size, trainer.device, config.num_workers)

@@ -3,9 +3,9 @@ import os
 
 
 class RunLogger:
-    def __init__(self, config, out_dir):
+    def __init__(self, config, out_dir, enabled=True):
         self.run = None
-        if not config.wandb_enabled:
+        if not (config.wandb_enabled and enabled):
             return
         import wandb
 
