@@ -36,7 +36,7 @@ def load_config(path, schema, overrides=None):
     try:
         config = schema.model_validate(raw)
     except pydantic.ValidationError as err:
-        raise _to_config_error(path, schema, err) from None
+        raise config_error_from(path, schema, err) from None
     config._source_file = str(path)
     return config
 
@@ -48,10 +48,14 @@ def save_resolved_config(config, out_dir) -> Path:
     return target
 
 
-def _to_config_error(path, schema, err: pydantic.ValidationError) -> ConfigError:
+def config_error_from(path, schema, err: pydantic.ValidationError, prefix="") -> ConfigError:
+    """One-line :class:`ConfigError` for the first problem of a validation error.
+
+    ``prefix`` names the section of a larger file the schema validated (e.g. ``training``).
+    """
     first = err.errors()[0]
     loc = [str(part) for part in first["loc"]]
-    key = ".".join(loc) or "<top level>"
+    key = ".".join(([prefix] if prefix else []) + loc) or "<top level>"
     if first["type"] == "extra_forbidden":
         known = _field_names_at(schema, loc[:-1])
         close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)

@@ -1,0 +1,63 @@
+"""The pipeline config: shared keys at the top, one section per step.
+
+Each section is validated by that step's own schema after the shared keys are merged in, so a
+pipeline config can say anything a single step's config can, and errors name the section
+(e.g. ``'training.lr'``).
+"""
+from typing import Any
+
+import pydantic
+from pydantic import Field
+
+from utils.config.audit import AuditConfig
+from utils.config.loader import config_error_from
+from utils.config.mitigation import MitigationConfig
+from utils.config.schemas import BaseConfig, StrictModel, TrainingConfig
+
+
+class AnnotationOptions(StrictModel):
+    seed_from: str = Field("spray", description="reveal result whose outlier samples seed the annotation: "
+                                                "spray, or gt (ground truth, for a control)")
+    n_seeds: int = Field(5, ge=1, description="seed samples taken from the reveal step")
+    simulate: bool = Field(True, description="answer the review questions from ground-truth annotations")
+
+
+class PipelineConfig(BaseConfig):
+    training: dict[str, Any] = Field(default_factory=dict, description="keys of start_training")
+    audit: dict[str, Any] = Field(default_factory=dict, description="keys of preprocessing, reveal, CAV, localization")
+    annotation: AnnotationOptions = Field(default_factory=AnnotationOptions)
+    mitigation: list[dict[str, Any]] = Field(default_factory=list,
+                                             description="one entry per correction run, e.g. {method: RRR, lamb: 10}")
+    mitigation_common: dict[str, Any] = Field(default_factory=dict, description="keys shared by every correction")
+    report_examples: int = Field(6, ge=1, description="samples shown per figure of the report")
+
+    _shared_keys = tuple(BaseConfig.model_fields)
+
+    def shared(self) -> dict:
+        values = self.model_dump(include=set(BaseConfig.model_fields))
+        values.pop("config_name")
+        return values
+
+    def step_config(self, schema, section_name, section, config_name, **extra):
+        """Validate ``section`` (plus the shared keys and ``extra``) with a step's schema."""
+        raw = {**self.shared(), **section, **extra, "config_name": config_name}
+        try:
+            config = schema.model_validate(raw)
+        except pydantic.ValidationError as err:
+            raise config_error_from(self._source_file, schema, err, prefix=section_name) from None
+        config._source_file = self._source_file
+        return config
+
+    def training_config(self) -> TrainingConfig:
+        return self.step_config(TrainingConfig, "training", self.training, self.config_name)
+
+    def audit_config(self, ckpt_path) -> AuditConfig:
+        return self.step_config(AuditConfig, "audit", self.audit, self.config_name, ckpt_path=str(ckpt_path))
+
+    def mitigation_configs(self, ckpt_path) -> list[MitigationConfig]:
+        configs = []
+        for i, run in enumerate(self.mitigation):
+            name = run.get("config_name") or f"{self.config_name}_{run.get('method', 'run')}_{i}"
+            configs.append(self.step_config(MitigationConfig, f"mitigation.{i}", {**self.mitigation_common, **run},
+                                            name, ckpt_path=str(ckpt_path)))
+        return configs

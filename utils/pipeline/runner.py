@@ -1,0 +1,91 @@
+"""Run registered pipeline steps in order, each cached by a hash of its inputs.
+
+A step declares the steps it depends on and the config parts it reads. Its cache key is the hash
+of those parts and of its dependencies' keys, so changing e.g. a mitigation lambda re-runs only
+mitigation and what depends on it. A finished step writes ``steps/<name>.json`` (atomically) with
+its key and result; a stopped run therefore continues at the first unfinished step, and the
+steps' own resumable outputs (training, preprocessing) continue inside it.
+"""
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from utils.errors import UserError
+from utils.io import read_json, write_json
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: Callable  # run(ctx) -> result dict (JSON-able): {"metrics": ..., "figures": {...}, ...}
+    inputs: Callable  # inputs(ctx) -> JSON-able description of the config parts it reads
+    depends: tuple = ()
+    title: str = ""
+
+
+STEPS: dict[str, Step] = {}
+
+
+def pipeline_step(name, depends=(), inputs=lambda ctx: {}, title=""):
+    def decorate(run):
+        STEPS[name] = Step(name, run, inputs, tuple(depends), title or name)
+        return run
+
+    return decorate
+
+
+@dataclass
+class Context:
+    config: object  # PipelineConfig
+    root: Path  # the pipeline's own folder (manifests, report)
+    results: dict = field(default_factory=dict)
+    keys: dict = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)  # derived objects shared by steps within one run
+
+
+def step_key(step, ctx) -> str:
+    payload = {"step": step.name, "inputs": step.inputs(ctx), "depends": [ctx.keys[d] for d in step.depends]}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _cached(manifest, key):
+    if not manifest.is_file():
+        return None
+    content = read_json(manifest)
+    if content.get("key") != key:
+        return None
+    missing = [p for p in content["result"].get("figures", {}).values() if not Path(p).exists()]
+    return None if missing else content["result"]
+
+
+def run_steps(ctx, from_step=None, only=None, log=print):
+    names = list(STEPS)
+    for option, value in (("--from_step", from_step), ("--only", only)):
+        if value is not None and value not in STEPS:
+            raise UserError(f"{option}: unknown step '{value}'; steps: {', '.join(names)}")
+    start_all = time.time()
+    for index, name in enumerate(names):
+        step = STEPS[name]
+        ctx.keys[name] = key = step_key(step, ctx)
+        manifest = ctx.root / "steps" / f"{name}.json"
+        forced = (from_step is not None and index >= names.index(from_step)) or only == name
+        cached = None if forced else _cached(manifest, key)
+        if only is not None and only != name:
+            if cached is None:
+                raise UserError(f"--only {only}: step '{name}' it depends on has no up-to-date result; "
+                                "run the pipeline without --only first")
+        if cached is not None:
+            ctx.results[name] = cached
+            log(f"[{index + 1}/{len(names)}] {step.title}: cached")
+            continue
+        log(f"[{index + 1}/{len(names)}] {step.title} ...")
+        start = time.time()
+        result = step.run(ctx)
+        ctx.results[name] = result
+        write_json(manifest, {"key": key, "result": result, "seconds": round(time.time() - start, 1)})
+        log(f"[{index + 1}/{len(names)}] {step.title}: done in {time.time() - start:.0f} s "
+            f"(total {time.time() - start_all:.0f} s)")
+    return ctx.results
