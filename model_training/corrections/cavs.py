@@ -1,6 +1,31 @@
-"""CAVs of the artifact on the model being corrected (the CAV library is ``utils.bias.cav``)."""
+"""CAVs of the artifact on the model being corrected (the CAV library is ``utils.bias.cav``).
+
+**ours**: by default the CAV is fit only on samples of the classes in which the artifact occurs.
+When an artifact appears in one class only (band-aids on benign lesions), artifact vs all other
+samples also separates the classes, and the "artifact" direction then carries class evidence:
+projecting it out (P-ClArC) or penalising it (RR-ClArC) removes genuine features too.
+"""
+import numpy as np
+
 from model_training.corrections.layers import pooled_activations
 from utils.bias.cav import fit_cav
+
+
+def cav_sample_mask(labels, artifact, scope):
+    """Which samples a CAV is fit on: all, or those of classes that contain the artifact."""
+    artifact = np.asarray(artifact, dtype=bool)
+    if scope == "all":
+        return np.ones_like(artifact)
+    labels = np.asarray(labels)
+    if labels.ndim == 2:  # multi-label: samples sharing a label with some artifact sample
+        classes = labels[artifact].any(0)
+        return (labels[:, classes] > 0).any(1) | artifact
+    return np.isin(labels, np.unique(labels[artifact]))
+
+
+def fit_scoped_cav(features, labels, artifact, method, scope):
+    keep = cav_sample_mask(labels, artifact, scope)
+    return fit_cav(features[np.flatnonzero(keep)], np.asarray(artifact, dtype=bool)[keep], method)
 
 
 def training_features(ctx):
@@ -15,4 +40,5 @@ def training_features(ctx):
 
 def fit_artifact_cav(ctx, method):
     """CAV of the artifact (labels ``ctx.artifact_train``) on the training features."""
-    return fit_cav(training_features(ctx), ctx.artifact_train, method)
+    return fit_scoped_cav(training_features(ctx), ctx.splits.train.labels, ctx.artifact_train, method,
+                          ctx.config.cav_scope)

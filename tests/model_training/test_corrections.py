@@ -55,7 +55,7 @@ CASES = [("Vanilla", {}), ("RRR", {"rrr_penalty": "squared", "lamb": 10.0}), ("R
          ("RRClarc", {"criterion": "all_logits_random"}), ("RRClarc", {"criterion": "logprobs"}),
          ("RRClarc", {"criterion": "target"}), ("ISNet", {"variant": "selective", "C1": 1.0, "C2": 10.0}),
          ("ISNet", {"variant": "stochastic", "selective_class": "lowest_logit"}),
-         ("ISNet", {"variant": "original", "deep_supervision": True, "input_rule": "gradient"})]
+         ("ISNet", {"variant": "original", "deep_supervision": True, "input_rule": "gradient", "C1": 1.0, "C2": 5.0})]
 
 
 @pytest.mark.parametrize("method,options", CASES, ids=[f"{m}-{'-'.join(map(str, o.values()))}" for m, o in CASES])

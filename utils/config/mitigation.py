@@ -29,6 +29,9 @@ class MitigationConfig(TrainingConfig):
     cav_type: Literal["svm", "ridge", "lasso", "logistic", "signal", "mean"] = Field(
         "signal", description="CAV whose direction is projected out / penalised")
     cav_mode: Literal["cavs_max", "cavs_mean"] = Field("cavs_max", description="spatial pooling of activations")
+    cav_scope: Literal["artifact_classes", "all"] = Field(
+        "artifact_classes", description="samples the CAV is fit on: only the classes in which the artifact occurs "
+        "(the direction is not confounded with the label), or all samples")
     reactive_cav_type: Literal["svm", "ridge", "lasso", "logistic"] = Field(
         "svm", description="rP-ClArC: CAV with a bias that decides whether the artifact is present")
 

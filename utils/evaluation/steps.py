@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from datasets import get_dataset_from_config
+from utils.bias.cav import CAV
 from models import layer_for_config
 from utils.config import save_resolved_config
 from utils.device import resolve_device
@@ -88,8 +89,15 @@ def measure_tcav(config):
     dataset = splits.test.with_mode("attacked")
     indices = artifact_samples(dataset, config.artifact, config.eval_max_samples)
     original, corrected = load_original(config, device), load_corrected(config, device)
-    reference = original if original is not None else corrected
-    cav_original = refit_cav(reference, train, labels, layer, config.cav_type, config.cav_mode, config.batch_size, device)
+    if original is not None:  # the original model's CAV is the same for every correction of it: cached
+        cav_original = CAV.from_dict(cached_original(
+            config, "cav", {"layer": layer, "cav_type": config.cav_type, "cav_mode": config.cav_mode, "scope": config.cav_scope,
+                            "data": _data_key(config)},
+            lambda: refit_cav(original, train, labels, layer, config.cav_type, config.cav_mode, config.batch_size,
+                              device, config.cav_scope).to_dict()))
+    else:
+        cav_original = refit_cav(corrected, train, labels, layer, config.cav_type, config.cav_mode, config.batch_size,
+                                 device, config.cav_scope)
 
     def scores(model, cav):
         derivatives = directional_derivatives(model, dataset, indices, layer, cav.direction, config.batch_size, device)
@@ -97,7 +105,8 @@ def measure_tcav(config):
 
     results = {"layer": layer, "biased_class": biased_class(train, config.artifact), "n": int(len(indices)),
                "corrected": {"original_cav": scores(corrected, cav_original)}}
-    cav_refit = refit_cav(corrected, train, labels, layer, config.cav_type, config.cav_mode, config.batch_size, device)
+    cav_refit = refit_cav(corrected, train, labels, layer, config.cav_type, config.cav_mode, config.batch_size, device,
+                          config.cav_scope)
     results["corrected"]["refit_cav"] = scores(corrected, cav_refit)
     results["cav_cosine_original_vs_refit"] = float(np.dot(cav_original.direction, cav_refit.direction))
     if original is not None:

@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from model_training.corrections.layers import ActivationCatcher, get_layer, pooled_activations
-from utils.bias.cav import fit_cav
+from model_training.corrections.cavs import fit_scoped_cav
 
 
 def directional_derivatives(model, dataset, indices, layer_name, direction, batch_size=32, device="cpu"):
@@ -43,11 +43,12 @@ def tcav_scores(derivatives, class_names):
             for k, name in enumerate(class_names)}
 
 
-def refit_cav(model, train_set, artifact_labels, layer_name, cav_type, cav_mode, batch_size, device):
+def refit_cav(model, train_set, artifact_labels, layer_name, cav_type, cav_mode, batch_size, device,
+              scope="artifact_classes"):
     """The artifact CAV refit on ``model``'s own training activations (after any projection)."""
     features = pooled_activations(model, train_set, layer_name, cav_mode, batch_size, device,
                                   desc="activations for CAV")
-    return fit_cav(features, artifact_labels, cav_type)
+    return fit_scoped_cav(features, train_set.labels, artifact_labels, cav_type, scope)
 
 
 def biased_class(train_set, artifact):
