@@ -2,7 +2,8 @@
 
 A split is a ``torch.utils.data.Dataset`` yielding ``(normalised input, label)``, plus the metadata
 later steps need: class names, sample ids, labels, normalisation, artifact annotations and masks,
-and foreground masks. Subclasses implement :meth:`load_raw` (input in [0, 1], channels first).
+and foreground masks. Subclasses implement :meth:`load_raw` (channels first; images in [0, 1], signals
+in physical units such as mV).
 """
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ class BaseDataset(torch.utils.data.Dataset):
 
     # --- to implement -------------------------------------------------------------------------
     def load_raw(self, idx) -> torch.Tensor:
-        """Input of sample ``idx`` in [0, 1] before augmentation and normalisation."""
+        """Input of sample ``idx`` (images in [0, 1]; signals in mV) before augmentation and normalisation."""
         raise NotImplementedError
 
     def get_foreground_mask(self, idx):

@@ -1,6 +1,6 @@
 """Dataset registry: ``@register_dataset`` adds a builder, ``get_dataset`` builds all splits.
 
-Every image data set registered as attackable also gets ``<name>_attacked``: the same data with
+Every data set registered as attackable also gets ``<name>_attacked``: the same data with
 ``artifact_type`` inserted into ``attacked_classes`` at rate ``p_artifact`` (the controlled setting).
 """
 import inspect
@@ -21,7 +21,8 @@ class DatasetEntry:
     builder: Callable  # builder(img_size, seed, data_paths?, **options) -> {split: BaseDataset}
     modality: str = "image"
     default_artifacts: dict = field(default_factory=dict)  # artifact -> {class name: p}
-    attacked_default: dict = field(default_factory=dict)  # artifact_type, attacked_classes, p_artifact
+    # artifact_type, attacked_classes, p_artifact; optionally dataset_options the setting needs
+    attacked_default: dict = field(default_factory=dict)
     attackable: bool = True
 
 
@@ -57,11 +58,15 @@ def get_dataset(name, img_size=64, seed=0, data_paths=(), artifacts=None, artifa
     ``artifacts`` (artifact -> {class name or index: probability}) replaces the data set's
     default artifacts; for ``<name>_attacked`` the controlled artifact is given by
     ``artifact_type``/``attacked_classes``/``p_artifact`` (defaults: the published setting).
-    ``artifact`` names the artifact of the ``attacked`` evaluation subset.
+    ``artifact`` names the artifact of the ``attacked`` evaluation subset, or an artifact the
+    data set annotates itself (then there is no inserted subset to evaluate).
     """
     entry = get_dataset_entry(name)
-    splits = _call_builder(entry, img_size=img_size, seed=seed, data_paths=list(data_paths),
-                           **(dataset_options or {}))
+    options = dict(dataset_options or {})
+    if name.endswith(ATTACKED_SUFFIX):
+        # the published setting may need a data set option (e.g. PTB-XL subclasses for 'LVH')
+        options = {**entry.attacked_default.get("dataset_options", {}), **options}
+    splits = _call_builder(entry, img_size=img_size, seed=seed, data_paths=list(data_paths), **options)
     class_names = splits["train"].class_names
     if name.endswith(ATTACKED_SUFFIX):
         defaults = entry.attacked_default
@@ -76,11 +81,13 @@ def get_dataset(name, img_size=64, seed=0, data_paths=(), artifacts=None, artifa
         spec = entry.default_artifacts if artifacts is None else artifacts
         target = artifact
     for artifact_name in spec:
-        get_artifact(artifact_name)  # fails early with the list of valid names
+        get_artifact(artifact_name, entry.modality)  # fails early with the list of valid names
     spec = {a: _class_indices(rates, class_names, a) for a, rates in spec.items()}
-    if target is not None and target not in spec:
+    annotated = splits["train"].artifact_names
+    if target is not None and target not in spec and target not in annotated:
         raise UserError(f"'artifact': '{target}' is not inserted in dataset '{name}'; "
-                        f"inserted: {', '.join(spec) or 'none'}")
+                        f"inserted: {', '.join(spec) or 'none'}; annotated: {', '.join(annotated) or 'none'}")
+    target = target if target in spec else None  # only inserted artifacts have clean/attacked subsets
     wrapped = {s: ArtifactDataset(d, spec, seed=seed, target=target) for s, d in splits.items()}
     return DataSplits(wrapped["train"], wrapped["val"], wrapped["test"])
 

@@ -1,4 +1,4 @@
-"""Artifacts inserted into any image data set at per-class rates, with evaluation subsets.
+"""Artifacts inserted into any data set (images or signals) at per-class rates, with evaluation subsets.
 
 This one mechanism serves both the embedded data set's natural-looking artifacts and the
 ``<name>_attacked`` controlled setting of the published work. Which samples carry an artifact is
@@ -8,6 +8,9 @@ the same data. Modes give the evaluation subsets:
 * ``ch``: the training distribution (artifacts at the configured rates);
 * ``clean``: no inserted artifact at all;
 * ``attacked``: the target artifact in every sample (other artifacts as in ``ch``).
+
+Artifacts the base split itself annotates (real ones, from annotation files) are reported
+unchanged for every name the spec does not insert, so a wrapped split still exposes them.
 """
 import zlib
 
@@ -15,6 +18,7 @@ import numpy as np
 import torch
 
 from datasets.artifacts import insert_artifact
+from datasets.artifacts.registry import empty_mask
 from datasets.base import BaseDataset
 from utils.errors import UserError
 
@@ -33,6 +37,7 @@ class ArtifactDataset(BaseDataset):
         if mode not in MODES:
             raise UserError(f"unknown evaluation subset '{mode}'; valid: {', '.join(MODES)}")
         self.base, self.spec, self.seed, self.mode = base, dict(spec), seed, mode
+        self.modality = base.modality
         self.target = target if target is not None else next(iter(self.spec), None)
         self._drawn = {name: self._draw_all(name) for name in self.spec}
 
@@ -53,11 +58,12 @@ class ArtifactDataset(BaseDataset):
 
     @property
     def artifact_names(self):
-        return list(self.spec)
+        return list(self.spec) + [a for a in self.base.artifact_names if a not in self.spec]
 
     def artifact_labels(self, artifact):
         if artifact not in self.spec:
-            return np.zeros(len(self), dtype=bool)
+            # annotated in the data itself: no subset mode can add or remove it
+            return np.asarray(self.base.artifact_labels(artifact), dtype=bool)
         if self.mode == "clean":
             return np.zeros(len(self), dtype=bool)
         if self.mode == "attacked" and artifact == self.target:
@@ -69,8 +75,10 @@ class ArtifactDataset(BaseDataset):
 
     # --- rendering ------------------------------------------------------------------------------
     def render(self, idx):
-        """Image (H, W, 3) with its artifacts and the visible mask of each artifact."""
-        image = self.base.load_raw(idx).permute(1, 2, 0).numpy()
+        """Sample in the inserters' layout (image (H, W, 3), signal (C, T)) with its artifacts,
+        and the visible mask of each inserted artifact."""
+        image = self.base.load_raw(idx)
+        image = (image.permute(1, 2, 0) if self.modality == "image" else image).numpy()
         masks = {}
         for artifact in self._present(idx):
             rng = np.random.default_rng([self.seed, _code(self.split), idx, _code(artifact), 1])
@@ -81,16 +89,20 @@ class ArtifactDataset(BaseDataset):
         return image, masks
 
     def load_raw(self, idx):
-        return torch.from_numpy(np.ascontiguousarray(self.render(idx)[0])).permute(2, 0, 1)
+        x = torch.from_numpy(np.ascontiguousarray(self.render(idx)[0]))
+        return x.permute(2, 0, 1) if self.modality == "image" else x
 
     def get_mask(self, idx, artifact):
+        if artifact not in self.spec:
+            # a real artifact's mask is kept whole: inserted ones may be translucent (white_color)
+            return self.base.get_mask(idx, artifact)
         image, masks = self.render(idx)
-        return torch.from_numpy(masks.get(artifact, np.zeros(image.shape[:2], dtype=bool)))
+        return torch.from_numpy(masks.get(artifact, empty_mask(image, self.modality)))
 
     def get_foreground_mask(self, idx):
         foreground = self.base.get_foreground_mask(idx)
-        if foreground is None:
-            return None
+        if foreground is None or not self._present(idx):
+            return foreground
         _, masks = self.render(idx)
         for mask in masks.values():
             foreground = foreground & ~torch.from_numpy(mask)

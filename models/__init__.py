@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from models.registry import ModelSpec, get_model_spec, list_models, register_model
-from models import tiny, vgg, resnet, vit  # noqa: F401  (registration side effects)
+from models import tiny, vgg, resnet, vit, ecg  # noqa: F401  (registration side effects)
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 

@@ -10,11 +10,12 @@ from utils.errors import UserError
 def test_every_model_builds_and_runs(name):
     size = 224 if name == "vit_b_16" else 32
     model = get_model(name, n_classes=3, img_size=size)
+    spec = get_model_spec(name)
+    shape = (1, 3, 64) if spec.modality == "signal" else (1, 3, size, size)  # signals: (N, leads, time)
     with torch.no_grad():
-        out = model(torch.randn(1, 3, size, size))
+        out = model(torch.randn(*shape))
     assert out.shape == (1, 3)
     modules = dict(model.named_modules())
-    spec = get_model_spec(name)
     assert spec.layer_names and all(layer in modules for layer in spec.layer_names)
     assert spec.default_layer in spec.layer_names
     assert not any(getattr(m, "inplace", False) for m in model.modules())

@@ -3,16 +3,44 @@
 Model specs (``models.registry.ModelSpec``) name a composite and a canonizer; these
 registries turn the names into fresh zennit objects.
 """
-from zennit.canonizers import SequentialMergeBatchNorm
+import torch
+from zennit.canonizers import AttributeCanonizer, SequentialMergeBatchNorm
 from zennit.composites import EpsilonAlpha2Beta1Flat, EpsilonPlus, EpsilonPlusFlat
+from zennit.layer import Sum
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
 from utils.errors import UserError
+
+
+class ExplicitResidualCanonizer(AttributeCanonizer):
+    """Routes the residual sum of blocks computing ``act(branch(x) + shortcut(x))`` through a
+    zennit ``Sum`` layer, so LRP splits relevance between the two paths in proportion to their
+    contributions (the ``Norm`` rule) instead of passing the plain gradient.
+
+    A block opts in with ``explicit_residual = True`` and the modules ``branch``, ``shortcut``
+    and ``act`` (e.g. ``models.ecg.Bottleneck1d``); removing the canonizer restores its forward.
+    """
+
+    def __init__(self):
+        super().__init__(self._attribute_map)
+
+    @classmethod
+    def _attribute_map(cls, name, module):
+        if not getattr(type(module), "explicit_residual", False):
+            return None
+        return {"forward": cls._forward.__get__(module), "canonizer_sum": Sum()}
+
+    @staticmethod
+    def _forward(self, x):
+        return self.act(self.canonizer_sum(torch.stack([self.shortcut(x), self.branch(x)], dim=-1)))
+
 
 CANONIZERS = {
     "vgg": lambda: [VGGCanonizer()],
     "resnet": lambda: [ResNetCanonizer()],
     "merge_batchnorm": lambda: [SequentialMergeBatchNorm()],
+    # BatchNorm merged into the preceding conv of every Sequential, then the residual sum split
+    "xresnet1d": lambda: [SequentialMergeBatchNorm(), ExplicitResidualCanonizer()],
 }
 
 COMPOSITES = {

@@ -1,0 +1,41 @@
+"""Write training configs for HyperKvasir, disease vs non-disease (see README, 'Real data sets').
+
+Run ``python config_files/training/config_generator_training_hyper_kvasir.py``: one YAML per model /
+optimizer / learning rate is written into ``hyper_kvasir/`` beside this script, plus its
+``hyper_kvasir_attacked`` variant with the published controlled setting (timestamp in disease, p = 0.1).
+The data root comes from ``data_paths.hyper_kvasir`` in ``config_files/local_config.yaml``.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
+
+from config_files.training.grid import write_grid  # noqa: E402
+
+OUT_DIR = Path(__file__).resolve().parent / "hyper_kvasir"
+
+BASE = {
+    "dataset_name": "hyper_kvasir",
+    "dataset_options": {"task": "disease"},
+    "img_size": 224,
+    "batch_size": 32,
+    "num_epochs": 30,
+    "milestones": [20, 25],
+    "loss": "cross_entropy",
+    "seed": 0,
+}
+GRID = {
+    "model_name": ["vgg16", "resnet18"],
+    "optimizer": ["sgd"],
+    "lr": [0.005],
+}
+ATTACKED = {"dataset_name": "hyper_kvasir_attacked", "artifact_type": "timestamp", "attacked_classes": ["disease"],
+            "p_artifact": 0.1}
+
+
+def main():
+    return write_grid(OUT_DIR, BASE, GRID, ATTACKED)
+
+
+if __name__ == "__main__":
+    main()

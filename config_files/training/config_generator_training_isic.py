@@ -1,0 +1,40 @@
+"""Write training configs for ISIC 2019 (see README, 'Real data sets').
+
+Run ``python config_files/training/config_generator_training_isic.py``: one YAML per model /
+optimizer / learning rate is written into ``isic/`` beside this script, plus its
+``isic_attacked`` variant with the published controlled setting (microscope in MEL, p = 0.2).
+The data root comes from ``data_paths.isic`` in ``config_files/local_config.yaml``.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
+
+from config_files.training.grid import write_grid  # noqa: E402
+
+OUT_DIR = Path(__file__).resolve().parent / "isic"
+
+BASE = {
+    "dataset_name": "isic",
+    "img_size": 224,
+    "batch_size": 32,
+    "num_epochs": 50,
+    "milestones": [30, 40],
+    "loss": "weighted_cross_entropy",  # ISIC is heavily imbalanced (NV dominates)
+    "seed": 0,
+}
+GRID = {
+    "model_name": ["vgg16", "resnet18"],
+    "optimizer": ["sgd"],
+    "lr": [0.005],
+}
+ATTACKED = {"dataset_name": "isic_attacked", "artifact_type": "microscope", "attacked_classes": ["MEL"],
+            "p_artifact": 0.2}
+
+
+def main():
+    return write_grid(OUT_DIR, BASE, GRID, ATTACKED)
+
+
+if __name__ == "__main__":
+    main()
