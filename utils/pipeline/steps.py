@@ -100,3 +100,301 @@ def preprocess_step(ctx):
     rows = [{"split": r.split, "samples": r.n_samples, "accuracy": r.accuracy} for r in results]
     return {"text": ["Activations and LRP relevances of every inspectable layer, for every sample."],
             "tables": {"Preprocessed splits": rows}, "figures": {}, "metrics": {"splits": rows}}
+
+
+# --- shared: the derived configs live as YAML files, so every step can be re-run by hand ----------
+def _config_file(ctx, name, config):
+    from utils.io import write_yaml
+
+    path = ctx.root / "configs" / f"{name}.yaml"
+    write_yaml(path, config.model_dump(mode="json"))
+    return str(path)
+
+
+def audit_file(ctx):
+    return _config_file(ctx, "audit", audit_config(ctx))
+
+
+def _artifact(ctx):
+    artifact = audit_config(ctx).artifact
+    if not artifact:
+        from utils.errors import UserError
+
+        raise UserError(f"config error in {ctx.config._source_file}: 'artifact': the pipeline needs the artifact "
+                        "to model (e.g. band_aid), got None")
+    return artifact
+
+
+def _figures(candidates):
+    return {caption: str(path) for caption, path in candidates if Path(path).is_file()}
+
+
+# --- 4. reveal ---------------------------------------------------------------------------------
+def _reveal_inputs(ctx):
+    return {k: v for k, v in ctx.config.audit.items()} | {"artifact": ctx.config.artifact}
+
+
+@pipeline_step("reveal", depends=("preprocess",), title="Reveal: SpRAy, DORA and CRP", inputs=_reveal_inputs)
+def reveal_step(ctx):
+    from experiments.preprocessing import run_crp_preprocessing, run_dora_preprocessing, run_spray_preprocessing
+    from experiments.reveal import evaluate_reveal
+    from experiments.reveal.crp import plot_crp_outliers_2d
+    from experiments.reveal.dora import plot_dora_outliers_2d
+    from experiments.reveal.spray import plot_spray_outliers_2d
+    from utils.io import read_json
+    from utils.paths import step_dir
+    from utils.reveal.results import result_path
+
+    path, config = audit_file(ctx), audit_config(ctx)
+    classes = range(splits(ctx).n_classes)
+    run_spray_preprocessing.main(["--config_file", path])
+    run_dora_preprocessing.main(["--config_file", path])
+    run_crp_preprocessing.main(["--config_file", path])
+    figures = []
+    for k in classes:
+        plot_spray_outliers_2d.main(["--config_file", path, "--class_id", str(k)])
+        plot_crp_outliers_2d.main(["--config_file", path, "--class_id", str(k)])
+        name = splits(ctx).class_names[k]
+        figures += [(f"SpRAy embedding and outlier samples, class {name}", result_path(config, "spray", k).with_suffix(".png")),
+                    (f"CRP relevance-pattern outlier neurons, class {name}", result_path(config, "crp", k).with_suffix(".png"))]
+    plot_dora_outliers_2d.main(["--config_file", path])
+    figures.append(("DORA: outlier neurons and their reference signals", result_path(config, "dora").with_suffix(".png")))
+    tables, metrics = {}, {}
+    if config.artifact:
+        evaluate_reveal.main(["--config_file", path, "--artifact", config.artifact])
+        quality = read_json(step_dir(config, "reveal") / "quality.json")
+        tables["Does the reveal step find the artifact? (checked against ground truth)"] = evaluate_reveal.summary_rows(quality)
+        metrics["quality"] = quality
+    outliers = read_json(result_path(config, "spray", 0))["outlier_samples"][:5]
+    metrics["top_spray_outliers_class0"] = outliers
+    return {"text": ["Outlier samples (SpRAy, data perspective) and outlier neurons (DORA activation patterns, CRP "
+                     "relevance patterns, model perspective), found without knowing the bias."],
+            "tables": tables, "figures": _figures(figures), "metrics": metrics}
+
+
+# --- 5. annotation: seeds from the reveal outliers, refined by review rounds ----------------------
+@pipeline_step("annotate", depends=("reveal",), title="Annotation: seeds from reveal, iterative CAV refinement",
+               inputs=lambda ctx: _reveal_inputs(ctx) | ctx.config.annotation.model_dump())
+def annotate_step(ctx):
+    from experiments.sample_retrieval import refine
+    from utils.bias.annotation import annotation_path, reveal_outliers, state_path
+    from utils.errors import UserError
+
+    config, artifact, options = audit_config(ctx), _artifact(ctx), ctx.config.annotation
+    train = splits(ctx).train
+    truth = dict(zip(train.sample_ids, train.artifact_labels(artifact)))
+    if options.seed_from == "gt":
+        candidates = [s for s, has in truth.items() if has]
+    else:
+        candidates = reveal_outliers(config, set(train.sample_ids), 4 * options.n_seeds)
+    # the (simulated) reviewer looks at the reveal outliers and keeps those showing the artifact
+    seeds = [s for s in candidates if truth[s]][:options.n_seeds]
+    if not seeds:
+        raise UserError(f"none of the {len(candidates)} top reveal outliers shows '{artifact}'; "
+                        "give annotation_seeds in the audit section instead")
+    for stale in (state_path(config, artifact), annotation_path(config)):
+        stale.unlink(missing_ok=True)  # this step's own earlier state: start the rounds afresh
+    # retrieval and localization of the pipeline use what the review found, not the ground truth
+    seeded = audit_config(ctx).model_copy(update={"annotation_seeds": seeds, "cav_labels": "annotations"})
+    path = _config_file(ctx, "annotation", seeded)
+    rounds, result = [], refine.main(["--config_file", path, "--artifact", artifact])
+    n_artifact = int(sum(truth.values()))
+    while result["to_review"] is not None and len(result["to_review"]):
+        shown = list(result["to_review"]["sample_id"])
+        accept, reject = [s for s in shown if truth[s]], [s for s in shown if not truth[s]]
+        rounds.append({"round": len(rounds) + 1, "shown": len(shown), "accepted": len(accept)})
+        if not accept:  # a round without a single artifact sample: the reviewer stops
+            break
+        result = refine.main(["--config_file", path, "--artifact", artifact, "--accept", *accept, "--reject", *reject])
+    found = result["accepted"]
+    inspected = len(seeds) + sum(r["shown"] for r in rounds)
+    simulation = refine.main(["--config_file", path, "--artifact", artifact, "--simulate"])
+    out_dir = Path(annotation_path(config)).parent / artifact
+    text = [f"{len(seeds)} of the top reveal outliers show '{artifact}' and seed the annotation. "
+            f"After {len(rounds)} review rounds, {found} of {n_artifact} training samples with '{artifact}' are "
+            f"annotated, having inspected {inspected} samples."]
+    return {"text": text, "annotation_config": path,
+            "tables": {"Review rounds": rounds,
+                       "Simulated annotation from 5 random seeds": [{k: simulation[k] for k in (
+                           "n_samples", "n_artifact", "target_recall", "inspected_at_target_recall",
+                           "inspected_per_artifact_sample", "random_inspected_at_target_recall")}]},
+            "figures": _figures([("Artifact samples found vs samples inspected (simulated review vs random order)",
+                                  out_dir / "simulation.png")]),
+            "metrics": {"seeds": seeds, "rounds": rounds, "found": found, "n_artifact": n_artifact,
+                        "inspected": inspected, "simulation": {k: v for k, v in simulation.items()}}}
+
+
+# --- 6. retrieval ------------------------------------------------------------------------------
+@pipeline_step("retrieve", depends=("annotate",), title="Bias modelling: CAV and biased-sample retrieval",
+               inputs=_reveal_inputs)
+def retrieve_step(ctx):
+    from experiments.sample_retrieval import run_biased_sample_ranking
+    from utils.bias.retrieval import results_rows
+    from utils.io import read_json
+    from utils.paths import step_dir
+
+    path, artifact = ctx.results["annotate"]["annotation_config"], _artifact(ctx)
+    run_biased_sample_ranking.main(["--config_file", path, "--artifact", artifact])
+    out_dir = step_dir(audit_config(ctx), "sample_retrieval", create=False) / artifact
+    results = read_json(out_dir / "metrics.json")
+    return {"text": [f"A CAV fit on the annotated training samples ranks held-out samples by '{artifact}'."],
+            "tables": {"Retrieval on held-out samples": results_rows(results)},
+            "figures": _figures([("ROC and precision-recall curves", out_dir / "roc_pr.png"),
+                                 ("Top-ranked samples", out_dir / "top_ranked.png")]),
+            "metrics": results}
+
+
+# --- 7. localization ---------------------------------------------------------------------------
+@pipeline_step("localize", depends=("annotate",), title="Localization: CAV-conditioned LRP masks",
+               inputs=_reveal_inputs)
+def localize_step(ctx):
+    from experiments.localization import eval_localization_quantitatively, localize_artifacts
+    from utils.io import read_json
+    from utils.paths import step_dir
+
+    path, artifact = ctx.results["annotate"]["annotation_config"], _artifact(ctx)
+    localize_artifacts.main(["--config_file", path, "--artifact", artifact])
+    out_dir = step_dir(audit_config(ctx), "localization", create=False) / artifact
+    summary = {}
+    if splits(ctx).test.artifact_labels(artifact).any():
+        eval_localization_quantitatively.main(["--config_file", path, "--artifact", artifact])
+        summary = read_json(out_dir / "evaluation.json")
+    rows = [{k: summary[k] for k in ("split", "layer", "n", "iou_mean", "iou_se", "artifact_relevance_mean")}] if summary else []
+    return {"text": ["Heatmaps of the artifact concept (LRP started at the layer with the CAV) become pixel masks."],
+            "localization_dir": str(out_dir),
+            "tables": {"Localization against ground-truth masks": rows},
+            "figures": _figures([("Image | heatmap | predicted mask | ground truth", out_dir / "masks_overview.png")]),
+            "metrics": summary}
+
+
+# --- 8. mitigation and re-evaluation --------------------------------------------------------------
+def mitigation_configs(ctx):
+    """One config per configured correction; the name carries a hash of its settings, so a changed
+    lambda gets a fresh run while unchanged corrections are reused."""
+    import hashlib
+    import json
+
+    if "mitigation_configs" in ctx.cache:
+        return ctx.cache["mitigation_configs"]
+    configs = []
+    for i, run in enumerate(ctx.config.mitigation):
+        settings = {**ctx.config.mitigation_common, **run}
+        if settings.get("source_masks") == "localization" and "localization_dir" not in settings:
+            settings["localization_dir"] = ctx.results["localize"]["localization_dir"]
+        digest = hashlib.sha256(json.dumps({**ctx.config.shared(), **settings}, sort_keys=True,
+                                           default=str).encode()).hexdigest()[:8]
+        name = f"{ctx.config.config_name}_{settings.get('method', 'run')}_{digest}"
+        configs.append(ctx.config.step_config(
+            __import__("utils.config.mitigation", fromlist=["MitigationConfig"]).MitigationConfig,
+            f"mitigation.{i}", settings, name, ckpt_path=ctx.results["train"]["ckpt_path"]))
+    ctx.cache["mitigation_configs"] = configs
+    return configs
+
+
+def _mitigation_inputs(ctx):
+    return {"runs": ctx.config.mitigation, "common": ctx.config.mitigation_common}
+
+
+@pipeline_step("mitigate", depends=("localize",), title="Mitigation", inputs=_mitigation_inputs)
+def mitigate_step(ctx):
+    import shutil
+
+    from model_training.corrections.run import corrected_checkpoint_path, run_correction
+
+    folder = ctx.root / "configs" / "mitigation"
+    shutil.rmtree(folder, ignore_errors=True)  # only this pipeline's own generated configs live here
+    rows = []
+    for config in mitigation_configs(ctx):
+        _config_file(ctx, f"mitigation/{config.config_name}", config)
+        if not corrected_checkpoint_path(config).is_file():
+            run_correction(config)
+        rows.append({"method": config.method, "config": config.config_name, "layer": config.layer_name,
+                     "lamb": config.lamb})
+    return {"text": ["Each configured method corrects the original model; training-free methods (P-ClArC, "
+                     "rP-ClArC) add a projection at the layer."],
+            "config_dir": str(folder), "tables": {"Corrections": rows}, "figures": {}, "metrics": {"runs": rows}}
+
+
+@pipeline_step("evaluate", depends=("mitigate",), title="Re-evaluation: did the fix work?", inputs=_mitigation_inputs)
+def evaluate_step(ctx):
+    from experiments.evaluation import compare_methods
+    from utils.evaluation.compare import comparison
+    from utils.paths import step_dir
+
+    compare_methods.main(["--config_dir", ctx.results["mitigate"]["config_dir"], "--run"])
+    configs = mitigation_configs(ctx)
+    chosen, every_run = comparison(configs)
+    figures = [(f"Heatmaps before/after: {c.method} ({c.config_name})",
+                step_dir(c, "evaluation", create=False) / "heatmaps.png") for c in configs]
+    text = ["Test accuracy of the original and corrected models on the clean, attacked and training-distribution "
+            "subsets; gap_closed is the share of the original clean-attacked gap a method closes. Per method, "
+            "the configuration shown is chosen on the validation split."]
+    return {"text": text, "tables": {"Mitigation comparison (test)": chosen, "Every run": every_run},
+            "figures": _figures(figures), "metrics": {"comparison": chosen, "all_runs": every_run}}
+
+
+# --- 9. the report -----------------------------------------------------------------------------
+_SECTIONS = ("data", "train", "reveal", "annotate", "retrieve", "localize", "mitigate", "evaluate")
+
+
+def _without_timings(value):
+    """Metrics minus wall-clock times: the same config and seed must give the same metrics.json."""
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if k not in ("seconds", "time", "training_time")}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+def headline_rows(ctx):
+    results, rows = ctx.results, []
+    test = results["train"]["metrics"]["test"]
+    rows.append({"step": "original model", "result": ", ".join(f"{s} {m['accuracy']:.3f}" for s, m in test.items())})
+    quality = results["reveal"]["metrics"].get("quality")
+    if quality:
+        spray = [e for e in quality["spray"] if e["passes"]]
+        neurons = [e for m in ("dora", "crp") for e in quality[m] if e["passes"]]
+        rows.append({"step": "reveal", "result": f"artifact cluster found by SpRAy: {'yes' if spray else 'no'}; "
+                                                 f"artifact neuron among top outliers: {'yes' if neurons else 'no'}"})
+    annotate = results["annotate"]["metrics"]
+    rows.append({"step": "annotation", "result": f"{annotate['found']} of {annotate['n_artifact']} found after "
+                                                 f"inspecting {annotate['inspected']}"})
+    for row in results["retrieve"]["tables"]["Retrieval on held-out samples"]:
+        if row["split"] == "test":
+            rows.append({"step": f"retrieval ({row['features']})", "result": f"AUROC {row['AUROC']:.3f}, AP {row['AP']:.3f}"})
+    loc = results["localize"]["metrics"]
+    if loc:
+        rows.append({"step": "localization", "result": f"IoU {loc['iou_mean']:.3f}, artifact relevance "
+                                                       f"{loc['artifact_relevance_mean']:.3f}"})
+    for row in results["evaluate"]["metrics"]["comparison"]:
+        rows.append({"step": f"mitigation: {row['method']}", "result": ", ".join(
+            f"{k} {row[k]:.3f}" for k in ("clean", "attacked", "gap_closed", "artifact_relevance")
+            if isinstance(row.get(k), float))})
+    return rows
+
+
+@pipeline_step("report", depends=("evaluate", "retrieve"), title="Report", inputs=lambda ctx: {})
+def report_step(ctx):
+    from utils.pipeline.report import write_report
+
+    sections = [(ctx.results[name].get("title") or _title(name), ctx.results[name]) for name in _SECTIONS]
+    headline = headline_rows(ctx)
+    configs = {str(path.relative_to(ctx.root / "configs").with_suffix("")): _read_yaml(path)
+               for path in sorted((ctx.root / "configs").rglob("*.yaml"))}
+    metrics = {name: _without_timings(ctx.results[name]["metrics"]) for name in _SECTIONS}
+    metrics["headline"] = headline
+    path = write_report(ctx.root, f"Shortcut audit: {ctx.config.dataset_name} / {ctx.config.model_name}",
+                        sections, headline, configs, metrics)
+    return {"text": [], "tables": {}, "figures": {}, "metrics": {}, "headline": headline, "report": str(path)}
+
+
+def _title(name):
+    from utils.pipeline.runner import STEPS
+
+    return STEPS[name].title
+
+
+def _read_yaml(path):
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())
