@@ -9,7 +9,7 @@ Then run every correction and evaluation and the comparison table with
 
 The lambda ranges follow the size of each penalty on the trained model (RRR's squared input
 gradient is ~0.07 per artifact sample, RR-ClArC's squared directional gradient ~1e-4 at
-features.10 and ~1e-6 at features.6), so every grid spans "barely active" to "dominating".
+features.10), so every grid spans "barely active" to "dominating".
 """
 import sys
 from pathlib import Path
@@ -34,17 +34,25 @@ def _fmt(value):
     return f"{value:g}".replace("+", "")
 
 
+# P-ClArC shifts every position of a channel by the same amount: with max pooling the pooled
+# projection moves exactly, with mean pooling the whole map's mean does (usually gentler)
+PROJECTION_GRID = ([(layer, {"layer_name": layer}) for layer in ("features.6", "features.10", "features.14")]
+                   + [(f"{layer}_mean", {"layer_name": layer, "cav_mode": "cavs_mean"})
+                      for layer in ("features.10", "features.14")])
+
 # method -> list of (config name suffix, keys); every entry becomes one YAML
 GRID = {
     "Vanilla": [("features.10", {"layer_name": "features.10"}),
                 ("unfrozen", {"freeze": False})],
     "RRR": [(f"features.6_lamb{_fmt(lamb)}", {"layer_name": "features.6", "lamb": lamb}) for lamb in (10.0, 100.0, 1000.0)]
     + [("features.6_cosine_lamb1", {"layer_name": "features.6", "lamb": 1.0, "rrr_penalty": "cosine"})],
-    "RRClarc": [(f"{layer}_lamb{_fmt(lamb)}", {"layer_name": layer, "lamb": lamb})
-                for layer, lambs in (("features.6", (1e5, 1e6)), ("features.10", (1e3, 1e4, 1e5)))
+    # RR-ClArC penalises the spatially averaged gradient, i.e. a uniform shift along v: a CAV of
+    # mean-pooled activations describes exactly that shift
+    "RRClarc": [(f"{layer}_lamb{_fmt(lamb)}", {"layer_name": layer, "lamb": lamb, "cav_mode": "cavs_mean"})
+                for layer, lambs in (("features.10", (1e3, 1e4, 1e5)),)
                 for lamb in lambs],
-    "PClarc": [(layer, {"layer_name": layer}) for layer in ("features.6", "features.10", "features.14")],
-    "ReactivePClarc": [(layer, {"layer_name": layer}) for layer in ("features.6", "features.10", "features.14")],
+    "PClarc": PROJECTION_GRID,
+    "ReactivePClarc": PROJECTION_GRID,
     "ISNet": [(variant, {"variant": variant, "freeze": False}) for variant in ("selective", "stochastic", "original")],
 }
 
