@@ -37,6 +37,7 @@ def main(argv=None):
     parser.add_argument("--config_dir", required=True, help="folder of mitigation configs (one model, one data set)")
     parser.add_argument("--run", action="store_true", help="compute missing corrections and evaluations first")
     parser.add_argument("--methods", nargs="*", help="only these methods")
+    parser.add_argument("--config_names", nargs="*", help="only these configs (file stems), run in this order")
     parser.add_argument("--max_clean_drop", type=float, default=0.03)
     args = parser.parse_args(argv)
     files = sorted(Path(args.config_dir).glob("*.yaml"))
@@ -44,6 +45,12 @@ def main(argv=None):
         raise UserError(f"--config_dir: no YAML files in {Path(args.config_dir).resolve()}")
     configs = [load_config(f, MitigationConfig) for f in files]
     configs = [c for c in configs if not args.methods or c.method in args.methods]
+    if args.config_names:
+        by_name = {c.config_name: c for c in configs}
+        unknown = [n for n in args.config_names if n not in by_name]
+        if unknown:
+            raise UserError(f"--config_names: no config {', '.join(unknown)} in {args.config_dir}")
+        configs = [by_name[n] for n in args.config_names]
     if len({(c.dataset_name, c.model_name) for c in configs}) > 1:
         raise UserError("--config_dir: configs of one data set and one model only")
     if args.run:
