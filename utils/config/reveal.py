@@ -39,6 +39,9 @@ class RevealOptions(StrictModel):
     spray_feature: FeatureKind = Field("rel", description="latent space: which stored feature of layer_name")
     spray_n_neighbors: int = Field(32, ge=2, description="k of the symmetrised kNN affinity graph")
     spray_n_eigval: int = Field(32, ge=2, description="eigenvectors of the normalised Laplacian kept")
+    spray_diffusion_time: float = Field(
+        1.0, ge=0, description="eigenvector i is scaled by (1 - eigenvalue_i) ** t (diffusion map); 0 = plain "
+        "eigenvectors. Down-weights the high-frequency eigenvectors that describe within-cluster variation")
     spray_clusterings: list[str] = Field(["kmeans", "dbscan", "hdbscan", "agglomerative"],
                                          description="clustering methods run on the spectral embedding")
     spray_n_clusters: list[int] = Field([2, 3, 4, 5, 6, 8], description="cluster counts for kmeans/agglomerative")

@@ -98,8 +98,12 @@ def _neuron_evaluator(method, feature_of):
                     neurons.append({"layer": entry["layer"], "channel": entry["channel"],
                                     "auroc": float(roc_auc_score(flags, score))})
                 best = max((n["auroc"] for n in neurons), default=float("nan"))
+                # a neuron the artifact switches off separates too (AUROC near 0); reported apart,
+                # the pass criterion stays the activation's own direction
+                separation = max((max(n["auroc"], 1 - n["auroc"]) for n in neurons), default=float("nan"))
                 out.append({"file": path.name, "class_id": result["class_id"], "feature": feature_of(config),
-                            "top_neurons": neurons, "best_auroc": best, "passes": bool(best >= AUROC)})
+                            "top_neurons": neurons, "best_auroc": best, "best_separation": separation,
+                            "passes": bool(best >= AUROC)})
         return out
 
     return evaluate

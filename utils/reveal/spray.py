@@ -70,6 +70,10 @@ def spray(features, config):
     rows = normalise_rows(features)
     affinity = knn_affinity(rows, config.spray_n_neighbors)
     embedding, eigenvalues = spectral_embedding(affinity, config.spray_n_eigval)
+    # ours: with all n_eigval eigenvectors weighted equally, the many eigenvectors that describe
+    # variation inside a cluster outvote the few that separate clusters (k-means then splits a
+    # large group instead of isolating a small one); diffusion-map weights fix that
+    embedding = embedding * np.clip(1.0 - eigenvalues, 0.0, None) ** config.spray_diffusion_time
     clusterings = run_clusterings(embedding, config.spray_clusterings, config)
     view = embed_2d(embedding, config.embedding_2d, seed=config.seed)
     scores, flags = lof(embedding, config.lof_n_neighbors)
