@@ -58,3 +58,27 @@ def test_heatmap_is_differentiable_wrt_parameters():
     (rel["input"].abs().sum() + rel["layers"]["4"].abs().sum()).backward()
     assert net[0].weight.grad is not None and net[0].weight.grad.abs().sum() > 0
     assert all(type(m).forward is m.forward.__func__ for m in net if isinstance(m, nn.ReLU))  # hooks removed
+
+
+def test_batchnorm_uses_the_models_own_statistics_as_constants():
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 6 * 6, 2)).double()
+    x = torch.randn(5, 3, 6, 6, dtype=torch.float64)
+    for training in (True, False):
+        net.train(training)
+        before = net[1].running_mean.clone()
+        low, high = -3 * torch.ones(1, 3, 1, 1, dtype=torch.float64), 3 * torch.ones(1, 3, 1, 1, dtype=torch.float64)
+        lrp = DifferentiableLRP(net, eps=EPS, input_rule="zb", low=low, high=high)
+        logits = lrp.forward(x)
+        assert torch.equal(net[1].running_mean, before)  # the LRP pass never updates statistics
+        expected = net(x)  # the model's own pass (in training mode it updates them, as training does)
+        assert torch.allclose(logits, expected, atol=1e-10)
+        heatmap = lrp.relevance(logits[:, 0])["input"]
+        # conservation through the merged conv+BN block: zB redistributes the block's relevance
+        block_out = lrp._apply(x, *lrp._merged_params())
+        conv = net[0](x)
+        reference = (torch.nn.functional.batch_norm(conv, None, None, net[1].weight, net[1].bias, True, 0.0, net[1].eps)
+                     if training else net[1](conv))
+        assert torch.allclose(block_out, reference, atol=1e-8)
+        assert torch.isfinite(heatmap).all()

@@ -14,8 +14,12 @@ Input layer rules:
   normalised images' true minimum and maximum (``normalize(0)``, ``normalize(1)``), not 0/1. The
   first linear block (conv/linear, optionally followed by a BatchNorm, merged) must end in a ReLU.
 
-BatchNorm layers are switched to eval mode for the LRP pass: with batch statistics the
-"relevance" of one sample would depend on the others.
+BatchNorm layers compute the same function as in the model's own forward pass: running statistics
+in eval mode, the batch's statistics in training mode, but *detached* (constants for the backward
+pass, and the running statistics are not updated twice). Each sample's block is then an affine map
+and its relevance does not flow through the other samples of the batch. Using running statistics
+while the classifier trains with batch statistics would let a heatmap loss reshape the eval-mode
+network behind the cross-entropy's back (observed: ISNet fine-tuning collapsed to chance in eval).
 """
 import contextlib
 
@@ -65,15 +69,27 @@ def epsilon_relu(model, eps):
 
 
 @contextlib.contextmanager
-def batchnorm_eval(model):
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+def batchnorm_constant_statistics(model, record):
+    """BatchNorm with its statistics as constants: running ones in eval mode, the batch's own
+    (detached, no running update) in training mode. ``record[module] = (mean, var)`` as used."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def forward(module, x):
+        if module.training or module.running_mean is None:
+            dims = [0] + list(range(2, x.dim()))
+            mean, var = x.mean(dims).detach(), x.var(dims, unbiased=False).detach()
+        else:
+            mean, var = module.running_mean, module.running_var
+        record[module] = (mean, var)
+        return F.batch_norm(x, mean, var, module.weight, module.bias, False, 0.0, module.eps)
+
     for module in norms:
-        module.eval()
+        module.forward = lambda x, module=module: forward(module, x)
     try:
         yield
     finally:
         for module in norms:
-            module.train()
+            del module.forward
 
 
 class DifferentiableLRP:
@@ -115,7 +131,8 @@ class DifferentiableLRP:
             handles.append(relu.register_forward_hook(
                 lambda m, i, o: self.acts.setdefault("__first_relu__", o)))
         try:
-            with epsilon_relu(self.model, self.eps), batchnorm_eval(self.model):
+            self._bn_stats = {}
+            with epsilon_relu(self.model, self.eps), batchnorm_constant_statistics(self.model, self._bn_stats):
                 self.logits = self.model(self.x)
         finally:
             for handle in handles:
@@ -159,10 +176,11 @@ class DifferentiableLRP:
         affine, norm, _ = self._first_block
         weight = affine.weight
         bias = affine.bias if affine.bias is not None else torch.zeros(weight.shape[0]).to(weight)
-        if norm is not None:  # BatchNorm (eval) merged into the layer: the block is one affine map
-            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        if norm is not None:  # BatchNorm merged into the layer (statistics as used): one affine map
+            mean, var = self._bn_stats[norm]
+            scale = norm.weight / torch.sqrt(var + norm.eps)
             weight = weight * scale.view(-1, *([1] * (weight.dim() - 1)))
-            bias = (bias - norm.running_mean) * scale + norm.bias
+            bias = (bias - mean) * scale + norm.bias
         return weight, bias
 
     def _apply(self, x, weight, bias):
