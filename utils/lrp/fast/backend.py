@@ -4,11 +4,15 @@ Same interface and semantics as ``ZennitBackend`` (zennit composite + zennit-crp
 ``CondAttribution`` with ``exclude_parallel=True``), without autograd: no graph is built, no
 hooks are registered, no parameter is touched.
 
-One deliberate difference: crp groups the samples of a batch by the set of layers their
-conditions name and runs each group separately (which, for groups smaller than the batch,
-broadcasts data and conditions against each other). Here every sample simply gets its own
-condition, in batch order. When all samples name the same layers, as in every caller of this
-framework, the two agree.
+Two deliberate differences, both where crp's bookkeeping rather than LRP decides:
+
+* relevance recorded at a condition layer: crp reads it from ``.grad``, which its partial
+  backward (``exclude_parallel=True``) fills twice, so it reports twice the relevance there
+  (heatmap and all other layers are unaffected). Here it is the (masked) relevance itself.
+* crp groups the samples of a batch by the set of layers their conditions name and runs each
+  group separately (broadcasting data and conditions against each other when a group is
+  smaller than the batch). Here every sample simply gets its own condition, in batch order.
+  When all samples name the same layers, as in every caller of this framework, the two agree.
 """
 import warnings
 
@@ -17,8 +21,9 @@ import torch
 
 from utils.errors import UserError
 from utils.lrp.attribution import Attribution, conditions_from, register_backend
-from utils.lrp.fast.graph import build_graph
+from utils.lrp.fast.graph import build_graph, find_hook
 from utils.lrp.fast.nodes import Unsupported
+from utils.lrp.zennit_backend import ZennitBackend
 
 
 @register_backend("fast")
@@ -53,6 +58,11 @@ class FastBackend:
         return None
 
     def attribute(self, x, targets=None, record_layers=(), conditions=None, start_layer=None, init_rel=None):
+        hooked = find_hook(self.model)
+        if hooked:  # attached after this backend was chosen: only autograd-based LRP honours it
+            warnings.warn(f"fast LRP cannot replay {hooked}; this call uses zennit", stacklevel=2)
+            return ZennitBackend(self.model, self.spec, self.composite_name).attribute(
+                x, targets, record_layers, conditions, start_layer, init_rel)
         conditions = conditions_from(targets, conditions, n=len(x))
         if start_layer is not None:
             conditions = [{k: v for k, v in c.items() if k != "y"} for c in conditions]

@@ -30,6 +30,15 @@ FAMILIES = {
 }
 
 
+try:  # the ECG models are newer than this engine: describe them when they are there
+    from models.ecg import TinyCNN1d, XResNet1d
+except ImportError:  # pragma: no cover
+    pass
+else:
+    FAMILIES[TinyCNN1d] = ("features", "avgpool", "classifier")
+    FAMILIES[XResNet1d] = ("stem", "layer1", "layer2", "layer3", "layer4", "avgpool", nn.Flatten(), "fc")
+
+
 @dataclass(frozen=True)
 class Block:
     branch: tuple  # children applied to the block input
@@ -42,6 +51,9 @@ BLOCKS = {
     Bottleneck: Block(("conv1", "bn1", "relu", "conv2", "bn2", "relu", "conv3", "bn3"), "downsample", ("relu",)),
 }
 
+# Blocks opting into utils.lrp.composites' explicit-residual protocol compute act(branch + shortcut)
+EXPLICIT_RESIDUAL = Block(("branch",), "shortcut", ("act",))
+
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 # zennit's ``Linear`` type: what its BatchNorm merge and its first-layer rule look for
@@ -50,7 +62,7 @@ ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.ELU, nn.GELU, nn.SiLU, nn.Tan
 LEAVES = {
     **{t: lambda builder, name, m: builder.affine(rules.Conv, name, m) for t in CONVS},
     nn.Linear: lambda builder, name, m: builder.affine(rules.Linear, name, m),
-    **{t: lambda builder, name, m: rules.BatchNorm(name, m, merged=m in builder.merged) for t in BATCH_NORMS},
+    **{t: lambda builder, name, m: rules.BatchNorm(name, m, builder.merged_into.get(m)) for t in BATCH_NORMS},
     **{t: lambda builder, name, m: rules.Pass(name, m) for t in ACTIVATIONS},
     **{t: lambda builder, name, m: rules.Identity(name, m)
        for t in (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)},
@@ -67,6 +79,7 @@ CANONIZERS = {
     "vgg": (True, "gradient"),
     "merge_batchnorm": (True, "gradient"),
     "resnet": (True, "norm"),
+    "xresnet1d": (True, "norm"),  # SequentialMergeBatchNorm + ExplicitResidualCanonizer
 }
 # composite name -> does the first linear layer get the flat rule?
 COMPOSITES = {"epsilon_plus_flat": True, "epsilon_plus": False}
@@ -89,7 +102,24 @@ def build_graph(model, composite, canonizer):
         raise Unsupported(f"composite '{composite}'")
     if canonizer not in CANONIZERS:
         raise Unsupported(f"canonizer '{canonizer}'")
+    hooked = find_hook(model)
+    if hooked:
+        raise Unsupported(hooked)
     return _Builder(model, composite, canonizer).build()
+
+
+def find_hook(model):
+    """Where ``model`` has hooks (e.g. a P-ClArC projection), or ``None``. The graph replays the
+    modules' own computations, so it would silently skip what a hook adds."""
+    from torch.nn.modules import module as nn_module
+
+    kinds = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    if any(getattr(nn_module, f"_global{kind}", None) for kind in kinds):
+        return "a global module hook"
+    for name, module in model.named_modules():
+        if any(getattr(module, kind, None) for kind in kinds):
+            return f"a hook on {type(module).__name__} '{name}'"
+    return None
 
 
 class _Builder:
@@ -101,7 +131,7 @@ class _Builder:
         # before it; we merge the same pairs, and check below that they are also adjacent in the
         # forward pass (otherwise zennit would merge across other computations).
         self.pairs = _merge_pairs(model) if merge else {}
-        self.merged = set(self.pairs.values())
+        self.merged_into = {}  # BatchNorm module -> the node of the layer it is merged into
         # SpecialFirstLayerMapComposite: the first conv/linear layer in registration order is flat
         self.first = None
         if COMPOSITES[composite]:
@@ -124,8 +154,8 @@ class _Builder:
             return Sequence(name, [self.step(module, step) for step in FAMILIES[kind]])
         if kind is nn.Sequential:
             return Sequence(name, [self.node(child) for child in module])
-        if kind in BLOCKS:
-            block = BLOCKS[kind]
+        if kind in BLOCKS or getattr(kind, "explicit_residual", False):
+            block = BLOCKS.get(kind, EXPLICIT_RESIDUAL)
             branch = Sequence(None, [self.step(module, step) for step in block.branch])
             shortcut = getattr(module, block.shortcut, None)
             shortcut = None if shortcut is None else self.node(shortcut)
@@ -146,14 +176,25 @@ class _Builder:
         if module.weight is None:
             raise Unsupported(f"{type(module).__name__} without weight at '{name}'")
         rule = "flat" if module is self.first else ("zplus" if node_class is rules.Conv else "epsilon")
-        return node_class(name, module, rule, batch_norm=self.pairs.get(module))
+        node = node_class(name, module, rule, batch_norm=self.pairs.get(module))
+        if node.batch_norm is not None:
+            self.merged_into[node.batch_norm] = node
+        return node
 
 
 def _merge_pairs(model):
     """``{linear: batch_norm}`` exactly as zennit's ``SequentialMergeBatchNorm.apply`` finds them:
-    consecutive leaves (modules without children, registration order), linear then BatchNorm."""
-    leaves = [m for m in model.modules() if next(m.children(), None) is None]
-    return {a: b for a, b in zip(leaves, leaves[1:]) if isinstance(a, LINEAR_TYPES) and isinstance(b, BATCH_NORMS)}
+    consecutive leaves (modules without children, depth-first in registration order), a linear
+    layer then a BatchNorm."""
+    def leaves(module):
+        children = list(module.children())
+        if not children:
+            yield module
+        for child in children:
+            yield from leaves(child)
+
+    found = list(leaves(model))
+    return {a: b for a, b in zip(found, found[1:]) if isinstance(a, LINEAR_TYPES) and isinstance(b, BATCH_NORMS)}
 
 
 def _mark_recorded(root):

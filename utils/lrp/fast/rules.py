@@ -45,6 +45,9 @@ class Affine(Leaf):
 
     ``batch_norm`` is the BatchNorm that zennit's ``SequentialMergeBatchNorm`` merges into this
     layer; the merged parameters are recomputed at every call because the model may be training.
+    What zennit leaves of that BatchNorm, a constant factor ``gain = 1 / sqrt(1 + eps)``, is
+    folded into this layer's weights (forward) and transposed weights (backward) whenever this
+    layer's own output is neither recorded nor conditioned: two passes over the feature map less.
     """
 
     def __init__(self, name, module, rule, batch_norm=None):
@@ -63,36 +66,57 @@ class Affine(Leaf):
         weight = weight * scale.view(-1, *(1,) * (weight.dim() - 1))
         return weight, (bias - bn.running_mean) * scale + bn.bias
 
+    def absorbs_batch_norm(self, trace):
+        return self.batch_norm is not None and self.name not in trace.recorded and self.name not in trace.masked
+
     def forward(self, x, trace):
         weight, bias = self.params()
         trace.save(self, (x, weight, bias))
+        if self.absorbs_batch_norm(trace):
+            gain = merged_batch_norm_gain(self.batch_norm)
+            return self.apply(x, weight * gain, bias * gain)
         return self.apply(x, weight, bias)
 
     def backward(self, r, trace):
         x, weight, bias = trace.pop(self)
-        return getattr(self, self.rule)(x, weight, bias, r)
+        gain = merged_batch_norm_gain(self.batch_norm) if self.absorbs_batch_norm(trace) else 1.0
+        return getattr(self, self.rule)(x, weight, bias, r, gain)
 
-    def zplus(self, x, weight, bias, r):
-        """z+: the positive part of the layer, ``x+ W+ + b+ + x- W-``, distributes ``r``."""
+    def zplus(self, x, weight, bias, r, gain):
+        """z+: the positive part of the layer, ``x+ W+ + b+ + x- W-``, distributes ``r``.
+
+        That part is >= 0, where zennit's stabilizer adds +eps everywhere: eps joins the bias.
+        """
         w_pos = weight.clamp(min=0)
-        b_pos = None if bias is None else bias.clamp(min=0)
+        b_eps = bias.clamp(min=0) + EPSILON if bias is not None else \
+            torch.full((weight.shape[0],), EPSILON, dtype=weight.dtype, device=weight.device)
         if self.nonneg_in:  # a ReLU output: the negative half is zero, skip its two products
-            z = self.apply(x, w_pos, b_pos)
-            s = r / z.add_(EPSILON)  # z >= 0, where zennit's stabilizer adds +eps everywhere
-            return self.adjoint(s, x, w_pos).mul_(x)
+            z = self.apply(x, w_pos, b_eps)
+            s = torch.div(r, z, out=z)
+            return self.adjoint(s, x, _scaled(w_pos, gain)).mul_(x)
         x_pos, x_neg, w_neg = x.clamp(min=0), x.clamp(max=0), weight.clamp(max=0)
-        z = self.apply(x_pos, w_pos, b_pos).add_(self.apply(x_neg, w_neg, None))
-        s = r / z.add_(EPSILON)
-        return self.adjoint(s, x, w_pos).mul_(x_pos).add_(self.adjoint(s, x, w_neg).mul_(x_neg))
+        z = self.apply(x_pos, w_pos, b_eps).add_(self.apply(x_neg, w_neg, None))
+        s = torch.div(r, z, out=z)
+        r_in = self.adjoint(s, x, _scaled(w_pos, gain)).mul_(x_pos)
+        return r_in.add_(self.adjoint(s, x, _scaled(w_neg, gain)).mul_(x_neg))
 
-    def epsilon(self, x, weight, bias, r):
+    def epsilon(self, x, weight, bias, r, gain):
         """epsilon: ``x W`` distributes ``r`` over the inputs, denominator kept off zero."""
         s = r / stabilize(self.apply(x, weight, bias))
-        return self.adjoint(s, x, weight).mul_(x)
+        return self.adjoint(s, x, _scaled(weight, gain)).mul_(x)
 
-    def flat(self, x, weight, bias, r):
+    def flat(self, x, weight, bias, r, gain):
         """flat: every input in the receptive field gets an equal share (weights and input = 1)."""
-        return self.flat_relevance(x, r)
+        return self.flat_relevance(x, r * gain if gain != 1.0 else r)
+
+
+def merged_batch_norm_gain(bn):
+    """What zennit's merge leaves of a BatchNorm: ``x / sqrt(1 + eps)`` (mean 0, variance 1)."""
+    return (1.0 + bn.eps) ** -0.5
+
+
+def _scaled(weight, gain):
+    return weight if gain == 1.0 else weight * gain
 
 
 class Conv(Affine):
@@ -157,12 +181,14 @@ def _numeric_padding(conv, name):
 
 
 class BatchNorm(Leaf):
-    """Eval-mode BatchNorm. ``merged``: zennit folded it into the previous layer, and what is left
-    of it computes ``x / sqrt(1 + eps)`` (mean 0, variance 1, weight 1, bias 0 plus ``eps``);
-    zennit keeps that factor in the logits and in the relevance, so do we."""
+    """Eval-mode BatchNorm. ``merged_into``: the layer zennit folded it into; what is left of it
+    computes ``x / sqrt(1 + eps)`` (mean 0, variance 1, weight 1, bias 0 plus ``eps``). zennit
+    keeps that factor in the logits and in the relevance, so do we (usually inside that layer)."""
 
-    def __init__(self, name, module, merged):
+    def __init__(self, name, module, merged_into=None):
         super().__init__(name, module)
+        self.merged_into = merged_into
+        merged = merged_into is not None
         if module.running_var is None:
             raise Unsupported(f"{type(module).__name__} without running statistics at '{name}'")
         if merged and module.weight is None:
@@ -174,17 +200,21 @@ class BatchNorm(Leaf):
         """The gradient of the map: a positive constant when merged, per channel otherwise."""
         bn = self.module
         if self.merged:
-            return (1.0 + bn.eps) ** -0.5
+            return merged_batch_norm_gain(bn)
         weight = torch.ones_like(bn.running_var) if bn.weight is None else bn.weight
         return (weight / (bn.running_var + bn.eps) ** 0.5).view(-1, *(1,) * (x.dim() - 2))
 
     def forward(self, x, trace):
         bn = self.module
+        if self.merged and self.merged_into.absorbs_batch_norm(trace):
+            return x
         if self.merged:
             return x * self.scale(x)
         return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
 
     def backward(self, r, trace):
+        if self.merged and self.merged_into.absorbs_batch_norm(trace):
+            return r
         return r * self.scale(r)
 
 
@@ -239,7 +269,8 @@ class Flatten(Leaf):
 
 
 class MaxPool(Leaf):
-    """Max pooling: no rule, the gradient routes relevance to the arg-max of each window."""
+    """Max pooling: no rule, the gradient routes relevance to the arg-max of each window
+    (PyTorch's own max-pooling backward kernel with the indices of the forward pass)."""
 
     sign = "keep"
 
@@ -248,14 +279,20 @@ class MaxPool(Leaf):
         pool = getattr(F, f"max_pool{x.dim() - 2}d")
         y, indices = pool(x, m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode,
                           return_indices=True)
-        trace.save(self, (x.shape, indices))
+        trace.save(self, (x, indices))
         return y
 
     def backward(self, r, trace):
-        shape, indices = trace.pop(self)
-        # indices are flat positions within each (sample, channel) map; overlapping windows add
-        r_in = r.new_zeros((*shape[:2], math.prod(shape[2:])))
-        return r_in.scatter_add_(2, indices.flatten(2), r.flatten(2)).view(shape)
+        x, indices = trace.pop(self)
+        m, dims = self.module, x.dim() - 2
+        args = [_tuple(v, dims) for v in (m.kernel_size, m.stride or m.kernel_size, m.padding, m.dilation)]
+        if dims == 1:  # 1D pooling is 2D pooling over a (1, length) map, as in PyTorch itself
+            args = [(one, *v) for one, v in zip((1, 1, 0, 1), args)]
+            return torch.ops.aten.max_pool2d_with_indices_backward(
+                r.unsqueeze(2), x.unsqueeze(2), *args, m.ceil_mode, indices.unsqueeze(2)).squeeze(2)
+        backward = torch.ops.aten.max_pool2d_with_indices_backward if dims == 2 else \
+            torch.ops.aten.max_pool3d_with_indices_backward
+        return backward(r, x, *args, m.ceil_mode, indices)
 
 
 class AvgPool(Leaf):
@@ -270,17 +307,18 @@ class AvgPool(Leaf):
 
     def backward(self, r, trace):
         x, y = trace.pop(self)
-        return _avg_pool_adjoint(self.module, r / stabilize(y), x).mul_(x)
+        return x * _avg_pool_adjoint(self.module, r / stabilize(y), x)
 
 
 ADAPTIVE_AVG = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
 
 
 def _avg_pool_adjoint(module, s, x):
-    """Transpose of the average pooling ``module`` applied to ``s`` (input shape of ``x``)."""
+    """Transpose of the average pooling ``module`` applied to ``s``: a tensor of the input's shape
+    (or one that broadcasts to it)."""
     adaptive = isinstance(module, ADAPTIVE_AVG)
     if adaptive and all(n == 1 for n in s.shape[2:]):  # global pooling: spread evenly
-        return (s / math.prod(x.shape[2:])).expand(x.shape).clone()
+        return s / math.prod(x.shape[2:])
     if x.dim() == 3:  # 1D pooling is 2D pooling over a (1, length) map, as in PyTorch itself
         return _avg_pool_adjoint_2d(module, s.unsqueeze(2), x.unsqueeze(2), one_d=True).squeeze(2)
     return _avg_pool_adjoint_2d(module, s, x)
