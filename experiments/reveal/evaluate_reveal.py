@@ -33,7 +33,8 @@ def summary_rows(quality):
     for method in ("dora", "crp"):
         for entry in quality[method]:
             rows.append({"method": method, "file": entry["file"], "measure": f"best AUROC of top-{quality['top_k']}",
-                         "value": f"{entry['best_auroc']:.3f} (either direction {entry['best_separation']:.3f})", "passes": entry["passes"]})
+                         "value": f"{entry['best_auroc']:.3f} (either direction {entry['best_separation']:.3f}; "
+                                                                      f"rels_max {entry['best_relevance_auroc']:.3f})", "passes": entry["passes"]})
     return rows
 
 

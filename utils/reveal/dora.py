@@ -137,10 +137,12 @@ class DoraResult:
 def analyse(matrix, config):
     """Distances, 2-D view and LOF of neurons from the activation matrix ``A``.
 
-    Neurons whose references activate nothing have no direction (cosine undefined); they are
-    dropped and not reported.
+    Neurons whose references activate nothing, or not themselves, are dropped and not reported.
     """
-    alive = np.flatnonzero(np.abs(matrix).sum(1) > 1e-12)
+    # a neuron its own references do not activate (dead, or the optimiser never woke it) has no
+    # concept to compare; left in, such neurons become the "outliers" by default
+    own = np.diag(matrix)
+    alive = np.flatnonzero((np.abs(matrix).sum(1) > 1e-12) & (own > 1e-3 * max(float(own.max()), 1e-12)))
     if len(alive) < 3:
         raise UserError(f"only {len(alive)} neurons respond to their references; DORA needs at least 3")
     distance = cosine_distance_matrix(matrix[np.ix_(alive, alive)], half_angle=True)

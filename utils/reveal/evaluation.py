@@ -95,14 +95,19 @@ def _neuron_evaluator(method, feature_of):
                 neurons = []
                 for entry in result["outlier_neurons"][:top_k]:
                     score = store.features(entry["layer"], feature_of(config))[:, entry["channel"]]
+                    relevance = store.features(entry["layer"], "rels_max")[:, entry["channel"]]
+                    # the relevance AUROC is context only: it shows a neuron the model *uses* on the
+                    # artifact even where the activation alone does not single the artifact out
                     neurons.append({"layer": entry["layer"], "channel": entry["channel"],
-                                    "auroc": float(roc_auc_score(flags, score))})
+                                    "auroc": float(roc_auc_score(flags, score)),
+                                    "relevance_auroc": float(roc_auc_score(flags, relevance))})
                 best = max((n["auroc"] for n in neurons), default=float("nan"))
                 # a neuron the artifact switches off separates too (AUROC near 0); reported apart,
                 # the pass criterion stays the activation's own direction
                 separation = max((max(n["auroc"], 1 - n["auroc"]) for n in neurons), default=float("nan"))
                 out.append({"file": path.name, "class_id": result["class_id"], "feature": feature_of(config),
                             "top_neurons": neurons, "best_auroc": best, "best_separation": separation,
+                            "best_relevance_auroc": max((n["relevance_auroc"] for n in neurons), default=float("nan")),
                             "passes": bool(best >= AUROC)})
         return out
 
