@@ -108,6 +108,7 @@ VARIANTS = {"original": _original, "selective": _selective, "stochastic": _stoch
 @register_correction("ISNet")
 class ISNet(Correction):
     grad_clip = 1.0
+    freeze_batchnorm_statistics = True  # when fine-tuning a trained model (see run.batchnorm_kept_in_eval)
 
     def prepare(self, ctx):
         config = self.config

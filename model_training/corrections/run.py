@@ -40,6 +40,21 @@ def build_context(config, model, splits, device):
                              artifact_train=train_set.has_mask.copy())
 
 
+def batchnorm_kept_in_eval(config, model, method):
+    """BatchNorm layers whose running statistics stay fixed while correcting.
+
+    ISNet fine-tuning reshapes early features strongly; with batch statistics the eval-mode network
+    drifted away from the trained one (observed: 77% accuracy with batch statistics, chance with
+    running ones). Keeping the trained statistics makes training and inference the same function.
+    """
+    mode = config.batchnorm_statistics
+    if mode == "auto":
+        mode = "frozen" if getattr(method, "freeze_batchnorm_statistics", False) and not config.from_scratch else "train"
+    if mode == "train":
+        return []
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
 def run_correction(config, overwrite=False, resume=False):
     """Correct ``config.ckpt_path``'s model with ``config.method``; returns (out_dir, metrics)."""
     out_dir = mitigation_dir(config)
@@ -72,7 +87,7 @@ def run_correction(config, overwrite=False, resume=False):
                           splits=DataSplits(ctx.train_set, splits.val, splits.test))
         trainer.extra_loss = method.extra_loss
         trainer.input_requires_grad = ctx.extras.get("input_requires_grad", False)
-        trainer.frozen_modules = frozen
+        trainer.frozen_modules = frozen + batchnorm_kept_in_eval(config, model, method)
         trainer.grad_clip = config.grad_clip or method.grad_clip
         if resume and (out_dir / "checkpoints" / "last.pt").exists():
             trainer.resume()

@@ -218,3 +218,17 @@ def test_masks_from_localization_output(tiny, tmp_path):
     ctx.train_set.augment = False
     assert torch.equal(ctx.train_set[ids[0]][2][0].bool(), train.get_mask(ids[0], "band_aid"))
     assert len(load_localization_masks(config)) == 3
+
+
+def test_isnet_fine_tuning_keeps_batchnorm_statistics(tiny, tmp_path):
+    from model_training.corrections.run import batchnorm_kept_in_eval
+
+    splits, ckpt = tiny
+    model = get_model("tiny_vgg", splits.n_classes, img_size=32)
+    isnet = _config(tmp_path, ckpt, method="ISNet")
+    kept = batchnorm_kept_in_eval(isnet, model, get_correction_method("ISNet")(isnet))
+    assert len(kept) == 4 and all(isinstance(m, torch.nn.BatchNorm2d) for m in kept)
+    rrr = _config(tmp_path, ckpt, method="RRR")
+    assert batchnorm_kept_in_eval(rrr, model, get_correction_method("RRR")(rrr)) == []
+    scratch = _config(tmp_path, ckpt, method="ISNet", from_scratch=True)
+    assert batchnorm_kept_in_eval(scratch, model, get_correction_method("ISNet")(scratch)) == []

@@ -59,6 +59,9 @@ class MitigationConfig(TrainingConfig):
     C2: float | None = Field(None, gt=0, description="ISNet: upper foreground bound (None: tuned)")
     tune_epochs: int = Field(2, ge=0, description="ISNet: plain epochs whose heatmaps tune C1/C2")
     from_scratch: bool = Field(False, description="ISNet: train a fresh model instead of correcting ckpt_path")
+    batchnorm_statistics: Literal["auto", "train", "frozen"] = Field(
+        "auto", description="BatchNorm running statistics while correcting: updated (train), kept (frozen), or "
+        "auto = frozen for ISNet fine-tuning, train otherwise")
     grad_clip: float | None = Field(None, gt=0, description="gradient-norm clipping (ISNet default 1.0)")
 
     # --- re-evaluation ----------------------------------------------------------------------
