@@ -48,7 +48,8 @@ GRID = {
     + [("features.6_cosine_lamb1", {"layer_name": "features.6", "lamb": 1.0, "rrr_penalty": "cosine"})]
     # input gradients are shaped mostly by the first blocks: freeze less
     + [(f"features.2_lamb{_fmt(lamb)}", {"layer_name": "features.2", "lamb": lamb}) for lamb in (100.0, 1000.0)]
-    + [("unfrozen_lamb100", {"freeze": False, "lamb": 100.0})],
+    + [(f"unfrozen_lamb{_fmt(lamb)}", {"freeze": False, "lamb": lamb}) for lamb in (100.0, 1000.0)]
+    + [("unfrozen_cosine_lamb10", {"freeze": False, "lamb": 10.0, "rrr_penalty": "cosine"})],
     # RR-ClArC penalises the spatially averaged gradient, i.e. a uniform shift along v: a CAV of
     # mean-pooled activations describes exactly that shift
     "RRClarc": [(f"{layer}_lamb{_fmt(lamb)}", {"layer_name": layer, "lamb": lamb, "cav_mode": "cavs_mean"})
