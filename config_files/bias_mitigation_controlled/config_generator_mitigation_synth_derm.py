@@ -57,7 +57,10 @@ GRID = {
                 for lamb in lambs],
     "PClarc": PROJECTION_GRID,
     "ReactivePClarc": PROJECTION_GRID,
-    "ISNet": [(variant, {"variant": variant, "freeze": False}) for variant in ("selective", "stochastic", "original")],
+    "ISNet": [(variant, {"variant": variant, "freeze": False}) for variant in ("selective", "stochastic", "original")]
+    # stronger heatmap loss: more weight on it (P) or on the background term (A)
+    + [("selective_P0.9", {"variant": "selective", "freeze": False, "P": 0.9}),
+       ("selective_A4", {"variant": "selective", "freeze": False, "A": 4.0})],
 }
 
 
