@@ -65,12 +65,18 @@ class Correction:
     """Base class: a no-op correction (plain fine-tuning)."""
 
     name = "base"
+    uses_lamb = False  # whether the config's ``lamb`` weighs this method's loss
     trains = True  # False: training-free (the model is saved right after prepare)
     grad_clip = None  # default gradient-norm clipping of the method (the config can override)
 
     def __init__(self, config):
         self.config = config
         self._handles = []
+
+    @classmethod
+    def label(cls, config):
+        """Name of the method in result tables (variants that behave differently get their own)."""
+        return cls.name
 
     def prepare(self, ctx: CorrectionContext):
         """Set the method up before training (default: nothing)."""

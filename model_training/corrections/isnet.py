@@ -110,6 +110,10 @@ class ISNet(Correction):
     grad_clip = 1.0
     freeze_batchnorm_statistics = True  # when fine-tuning a trained model (see run.batchnorm_kept_in_eval)
 
+    @classmethod
+    def label(cls, config):
+        return f"ISNet {config.variant}" + (" deep" if config.deep_supervision else "")
+
     def prepare(self, ctx):
         config = self.config
         split = ctx.splits.train

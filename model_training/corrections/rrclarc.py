@@ -42,6 +42,8 @@ def rrclarc_penalty(activation, logits, y, direction, criterion="all_logits_rand
 
 @register_correction("RRClarc")
 class RRClarc(Correction):
+    uses_lamb = True
+
     def prepare(self, ctx):
         self.cav = fit_artifact_cav(ctx, self.config.cav_type)
         self.direction = torch.as_tensor(np.asarray(self.cav.direction), dtype=torch.float32, device=ctx.device)

@@ -39,6 +39,8 @@ def rrr_penalty(x, logits, mask, has_mask, kind="squared"):
 
 @register_correction("RRR")
 class RRR(Correction):
+    uses_lamb = True
+
     def prepare(self, ctx):
         ctx.extras["input_requires_grad"] = True
 

@@ -8,6 +8,7 @@ import csv
 import io
 
 from model_training.corrections.run import mitigation_dir
+from model_training.corrections.base import get_correction_method
 from models import layer_for_config
 from utils.paths import step_dir
 from utils.io import read_json, write_text
@@ -53,9 +54,13 @@ def row_for(run, model="corrected", split="test"):
                                  _acc(run["subsets"], "original", split, "attacked"))
     gap = orig_clean - orig_attacked
     tcav, sensitivity = _tcav(run, model, "original_cav")
-    return {"method": config.method if model == "corrected" else "original",
-            "config": config.config_name if model == "corrected" else "-",
-            "layer": layer_for_config(config), "lamb": config.lamb if model == "corrected" else "-",
+    method = get_correction_method(config.method)
+    corrected = model == "corrected"
+    return {"method": method.label(config) if corrected else "original",
+            "config": config.config_name if corrected else "-",
+            # the layer matters for frozen fine-tuning and for projections, not for fully trained ones
+            "layer": layer_for_config(config) if corrected and (config.freeze or not method.trains) else "-",
+            "lamb": config.lamb if corrected and method.uses_lamb else "-",
             "clean": clean, "attacked": attacked, "ch": _acc(run["subsets"], model, split, "ch"),
             "gap_closed": ((attacked - clean) - (orig_attacked - orig_clean)) / gap if gap > 0 else float("nan"),
             "artifact_relevance": run["relevance"].get(model, {}).get("artifact_relevance", float("nan")),
@@ -67,8 +72,11 @@ def row_for(run, model="corrected", split="test"):
 def select(runs, max_clean_drop=0.03, split="val"):
     """Per method, the run chosen on ``split`` (see module docstring)."""
     best = {}
-    for method in dict.fromkeys(r["config"].method for r in runs):
-        candidates = [r for r in runs if r["config"].method == method]
+    def label(run):
+        return get_correction_method(run["config"].method).label(run["config"])
+
+    for method in dict.fromkeys(label(r) for r in runs):
+        candidates = [r for r in runs if label(r) == method]
 
         def val(r, subset, model="corrected"):
             return _acc(r["subsets"], model, split, subset)
