@@ -77,7 +77,7 @@ def batchnorm_constant_statistics(model, record):
     def forward(module, x):
         if module.training or module.running_mean is None:
             dims = [0] + list(range(2, x.dim()))
-            mean, var = x.mean(dims).detach(), x.var(dims, unbiased=False).detach()
+            var, mean = torch.var_mean(x.detach(), dims, unbiased=False)
         else:
             mean, var = module.running_mean, module.running_var
         record[module] = (mean, var)
