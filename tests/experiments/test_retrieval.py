@@ -31,13 +31,13 @@ def test_ranking_on_held_out_splits(synthetic_audit):
     out = step_dir(config, "sample_retrieval", create=False) / "band_aid"
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["fit_split"] == "train"
-    assert set(saved["variants"]) == {"cavs_max", "rel"}
+    assert set(saved["variants"]) == {"cavs_mean", "rel"}
     for variant in results["variants"].values():
         assert set(variant["splits"]) == {"val", "test"}
         assert variant["splits"]["test"]["auroc"] > 0.95  # planted direction, strength 3 sigma
-    scores = pd.read_csv(out / "scores_cavs_max.csv")
+    scores = pd.read_csv(out / "scores_cavs_mean.csv")
     assert set(scores["split"]) == {"train", "val", "test"}
-    for name in ("roc_pr.png", "top_ranked.png", "config.yaml", "cav_cavs_max.json"):
+    for name in ("roc_pr.png", "top_ranked.png", "config.yaml", "cav_cavs_mean.json"):
         assert (out / name).is_file()
 
 

@@ -84,7 +84,7 @@ def test_failed_write_keeps_previous_state(tmp_path, monkeypatch):
 def test_simulation_finds_planted_artifact_fast(audit):
     path, config, _ = audit
     result = refine.main(["--config_file", str(path), "--simulate"])
-    assert result["inspected_per_artifact_sample"] < 1.5
+    assert result["inspected_per_artifact_sample"] < 2.0  # the target; random order needs ~4.5
     assert (step_dir(config, "sample_retrieval", create=False) / "band_aid" / "simulation.png").is_file()
 
 

@@ -59,7 +59,8 @@ def localize(config, splits, layer, artifact, out_dir, progress=True) -> dict:
     """Fit the train CAV, write heatmaps, masks and ``index.json`` for the selected samples."""
     out_dir = Path(out_dir)
     device = resolve_device(config.device)
-    cav, _, _ = fit_train_cav(config, splits, layer, config.cav_mode, artifact)
+    cav, _, _ = fit_train_cav(config, splits, layer, config.cav_mode, artifact,
+                              cav_type=config.localization_cav_type or config.cav_type)
     write_json(out_dir / "cav.json", {"layer": layer, "features": config.cav_mode, **cav.to_dict()})
     model = load_model(config, splits, device)
     spec = get_model_spec(config.model_name)

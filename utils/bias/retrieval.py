@@ -33,11 +33,29 @@ def training_labels(config, train_split, sample_ids, indices, artifact) -> np.nd
     return labels_from_ids(sample_ids, annotated)
 
 
-def fit_train_cav(config, splits, layer, kind, artifact):
-    """The CAV of ``artifact`` from the train split's ``kind`` features of ``layer``."""
+def fit_train_cav(config, splits, layer, kind, artifact, cav_type=None, center_classes=None):
+    """The CAV of ``artifact`` from the train split's ``kind`` features of ``layer``.
+
+    ``center_classes`` (default: the config's ``cav_center_classes``) fits on features with each
+    class's mean removed: when the artifact occurs in one class only, the plain class-mean
+    difference also encodes the diagnosis, and the direction then points at the lesion too.
+    """
     train = load_split_features(config, splits.train, "train", layer, kind)
     labels = training_labels(config, splits.train, train.sample_ids, train.indices, artifact)
-    return fit_cav(train.features, labels, config.cav_type), train, labels
+    center = config.cav_center_classes if center_classes is None else center_classes
+    features = center_by_class(train.features, splits.train.labels[train.indices]) if center else train.features
+    return fit_cav(features, labels, cav_type or config.cav_type), train, labels
+
+
+def center_by_class(features, class_labels):
+    """Subtract from each sample the mean features of its class (multi-label: of its label set)."""
+    class_labels = np.asarray(class_labels)
+    keys = [tuple(np.atleast_1d(row)) for row in class_labels]
+    centred = np.array(features, dtype=np.float64, copy=True)
+    for key in set(keys):
+        rows = np.array([k == key for k in keys])
+        centred[rows] -= centred[rows].mean(0)
+    return centred
 
 
 def write_csv(path, frame: pd.DataFrame):
