@@ -27,21 +27,54 @@ _THRESHOLDS = {}
 
 
 # --- heatmaps -----------------------------------------------------------------------------------
-def cav_initial_relevance(direction, channel_axis=1):
-    """``init_rel`` for the attributor: ``max(0, ReLU(a) * v)`` with ``v`` along ``channel_axis``."""
+_INITS = {}
+
+
+def register_initial_relevance(name):
+    """Decorator: ``init(activation, v_shaped, channel_axis) -> initial relevance`` (same shape)."""
+
+    def decorate(func):
+        _INITS[name] = func
+        return func
+
+    return decorate
+
+
+@register_initial_relevance("channelwise")
+def _channelwise(activation, v, axis):
+    """METHODS.md: ``max(0, ReLU(a) * v)``; every channel with a positive CAV weight contributes."""
+    return (activation.clamp(min=0) * v).clamp(min=0)
+
+
+@register_initial_relevance("position_gated")
+def _position_gated(activation, v, axis):
+    """``max(0, ReLU(a) * v)`` only at positions whose projection ``<ReLU(a(p)), v>`` is positive.
+
+    Why: channels shared by the artifact and a distractor (e.g. straight edges of band-aids and
+    rulers) carry a positive weight, so the channelwise rule lights the distractor up as well; at the
+    distractor's positions the channels the CAV weighs negatively win, and the gate removes them.
+    """
+    product = activation.clamp(min=0) * v
+    return product.clamp(min=0) * (product.sum(axis, keepdim=True) > 0)
+
+
+def cav_initial_relevance(direction, channel_axis=1, rule="channelwise"):
+    """``init_rel`` for the attributor: the registered ``rule`` with ``v`` along ``channel_axis``."""
+    if rule not in _INITS:
+        raise UserError(f"unknown localization_init '{rule}'; valid: {', '.join(sorted(_INITS))}")
     v = torch.as_tensor(np.asarray(direction), dtype=torch.float32)
 
     def init_rel(activation):
         shape = [1] * activation.dim()
         shape[channel_axis] = -1
-        return (activation.clamp(min=0) * v.to(activation).view(shape)).clamp(min=0)
+        return _INITS[rule](activation, v.to(activation).view(shape), channel_axis)
 
     return init_rel
 
 
-def cav_heatmaps(attributor, x, layer, direction, channel_axis=1) -> torch.Tensor:
+def cav_heatmaps(attributor, x, layer, direction, channel_axis=1, rule="channelwise") -> torch.Tensor:
     """CAV-conditioned input heatmaps (N, *spatial), summed over input channels, clamped at 0."""
-    result = attributor.attribute(x, start_layer=layer, init_rel=cav_initial_relevance(direction, channel_axis))
+    result = attributor.attribute(x, start_layer=layer, init_rel=cav_initial_relevance(direction, channel_axis, rule))
     return result.heatmap.detach().float().sum(1).clamp(min=0).cpu()
 
 
@@ -130,10 +163,14 @@ def iou(mask, target) -> float:
 
 
 def artifact_relevance(heatmap, target) -> float:
-    """Share of the positive relevance inside the target mask: ``sum(R+ * M) / sum(R+)``."""
+    """Share of the positive relevance inside the target mask: ``sum(R+ * M) / sum(R+)``.
+
+    A heatmap without positive relevance scores 0: it points at nothing, so not at the artifact
+    either (NaN would silently drop the failures from the mean).
+    """
     positive = torch.as_tensor(heatmap).float().clamp(min=0)
     total = positive.sum().item()
-    return float("nan") if total == 0 else (positive * torch.as_tensor(target).bool()).sum().item() / total
+    return 0.0 if total == 0 else (positive * torch.as_tensor(target).bool()).sum().item() / total
 
 
 # --- files --------------------------------------------------------------------------------------

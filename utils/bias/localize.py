@@ -64,7 +64,7 @@ def localize(config, splits, layer, artifact, out_dir, progress=True) -> dict:
     write_json(out_dir / "cav.json", {"layer": layer, "features": config.cav_mode, **cav.to_dict()})
     model = load_model(config, splits, device)
     spec = get_model_spec(config.model_name)
-    attributor = get_attributor(model, backend=config.lrp_backend)
+    attributor = get_attributor(model, backend=config.lrp_backend, composite=config.localization_composite)
     dataset = splits.get(config.localization_split)
     indices = select_samples(config, dataset, artifact)
     suffix = MASK_SUFFIX.get(getattr(dataset, "modality", "image"), ".npy")
@@ -74,7 +74,7 @@ def localize(config, splits, layer, artifact, out_dir, progress=True) -> dict:
                           disable=not progress, leave=False):
             batch = indices[start:start + config.batch_size]
             x = torch.stack([dataset[int(i)][0] for i in batch]).to(device)
-            heatmaps = cav_heatmaps(attributor, x, layer, cav.direction, channel_axis(spec))
+            heatmaps = cav_heatmaps(attributor, x, layer, cav.direction, channel_axis(spec), config.localization_init)
             masks = heatmap_masks(heatmaps, config.mask_threshold, config.mask_blur_kernel, config.mask_blur_sigma,
                                   percentile=config.mask_percentile)
             for i, heatmap, mask in zip(batch, heatmaps, masks):

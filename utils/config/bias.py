@@ -19,6 +19,11 @@ class BiasOptions(StrictModel):
         False, description="fit the CAV on features with each class's mean removed (for artifacts tied to one class)")
     localization_cav_type: Literal["svm", "ridge", "lasso", "logistic", "signal", "mean"] | None = Field(
         None, description="CAV method of localization; default: cav_type")
+    localization_composite: str | None = Field(
+        None, description="LRP composite of localization (utils.lrp.composites); default: the model's own")
+    localization_init: Literal["channelwise", "position_gated"] = Field(
+        "channelwise", description="initial relevance at the layer: max(0, ReLU(a) * v) everywhere, or only "
+        "where the local projection on v is positive")
     annotation_file: str | None = Field(
         None, description="JSON {artifact: [sample ids]}; default: <sample_retrieval step dir>/annotations.json")
     annotation_seeds: list[str] = Field(default_factory=list,
