@@ -1,0 +1,73 @@
+"""The whole audit on a reduced config: report files, offline HTML, every metrics section, caching."""
+import json
+import re
+
+import pytest
+
+from experiments.run_pipeline import run
+
+REDUCED = {
+    "dataset_name": "synth_derm", "img_size": 32, "seed": 0, "model_name": "tiny_vgg", "artifact": "band_aid",
+    "layer_name": "features.6", "batch_size": 32,
+    "dataset_options": {"n_train": 120, "n_val": 40, "n_test": 40},
+    "training": {"num_epochs": 2, "lr": 0.003},
+    "audit": {"heatmap_size": 16, "spray_n_neighbors": 8, "spray_n_eigval": 8, "spray_n_clusters": [2, 3],
+              "spray_min_cluster_size": 5, "lof_n_neighbors": 8, "dora_sams_steps": 3, "dora_n_refs": 2,
+              "crp_n_refs": 2, "retrieval_top_k": 8},
+    "annotation": {"n_seeds": 2, "seed_from": "gt"},
+    "mitigation_common": {"num_epochs": 1, "lr": 0.001, "eval_max_samples": 10},
+    "mitigation": [{"method": "Vanilla"}, {"method": "PClarc"}],
+}
+SECTIONS = {"data", "train", "reveal", "annotate", "retrieve", "localize", "mitigate", "evaluate", "headline",
+            "configs", "versions"}
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    import yaml
+
+    folder = tmp_path_factory.mktemp("pipeline")
+    config = folder / "reduced.yaml"
+    config.write_text(yaml.safe_dump({**REDUCED, "output_dir": str(folder / "outputs")}))
+    root, _ = run(config, log=lambda *_: None)
+    return config, root
+
+
+def test_report_files_and_sections(pipeline_run):
+    _, root = pipeline_run
+    for name in ("report.html", "report.md", "metrics.json"):
+        assert (root / name).is_file(), name
+    metrics = json.loads((root / "metrics.json").read_text())
+    assert SECTIONS <= set(metrics)
+    assert {row["method"] for row in metrics["evaluate"]["comparison"]} >= {"Vanilla", "PClarc"}
+    assert metrics["retrieve"]["variants"]
+
+
+def test_html_is_self_contained(pipeline_run):
+    _, root = pipeline_run
+    page = (root / "report.html").read_text()
+    assert "<img" in page and "data:image/png;base64," in page
+    assert not re.search(r"""(src|href)\s*=\s*["'](https?:|//|file:)""", page)
+    assert "<script" not in page and "<link" not in page and "@import" not in page
+
+
+def test_second_run_is_cached_and_identical(pipeline_run):
+    config, root = pipeline_run
+    before = (root / "metrics.json").read_text()
+    lines = []
+    run(config, log=lines.append)
+    assert all(line.endswith("cached") for line in lines if line.startswith("["))
+    assert (root / "metrics.json").read_text() == before
+
+
+def test_changed_mitigation_reruns_only_mitigation(pipeline_run, tmp_path):
+    import yaml
+
+    config, root = pipeline_run
+    changed = yaml.safe_load(config.read_text())
+    changed["mitigation_common"]["lr"] = 0.002
+    config.write_text(yaml.safe_dump(changed))
+    lines = []
+    run(config, log=lines.append)
+    rerun = [line.split("]")[1].split(":")[0].strip() for line in lines if line.startswith("[") and "done" in line]
+    assert rerun == ["Mitigation", "Re-evaluation", "Report"]
