@@ -39,33 +39,47 @@ class MaskedTrainingSet(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.split)
 
+    def _layout(self, x):
+        # masks cover the input's positions: (H, W) for images (shared by the colour channels),
+        # (leads, T) for signals, where an artifact may sit in one lead only (defective_lead)
+        return tuple(x.shape) if self.split.modality == "signal" else tuple(x.shape[1:])
+
     def _masks(self, idx):
         if idx not in self._cache:
-            x = self.split.load_raw(idx)
-            size = x.shape[1:]
-            artifact = torch.zeros(size, dtype=torch.bool)
+            layout = self._layout(self.split.load_raw(idx))
+            artifact = torch.zeros(layout, dtype=torch.bool)
             if self.has_mask[idx]:
-                artifact = self._artifact_mask(idx, size)
+                artifact = _fit(self._artifact_mask(idx), layout)
             foreground = self.split.get_foreground_mask(idx)
-            foreground = torch.ones(size, dtype=torch.bool) if foreground is None else foreground.bool()
+            foreground = torch.ones(layout, dtype=torch.bool) if foreground is None else _fit(foreground, layout)
             self._cache[idx] = (artifact, foreground)
         return self._cache[idx]
 
-    def _artifact_mask(self, idx, size):
+    def _artifact_mask(self, idx):
         if self.localized is None:
-            return self.split.get_mask(idx, self.artifact).bool()
-        mask = self.localized[self.split.sample_ids[idx]].float()
-        if tuple(mask.shape) != tuple(size):  # masks may be stored at another resolution
-            mask = F.interpolate(mask[None, None], size=tuple(size), mode="nearest")[0, 0]
-        return mask > 0.5
+            return self.split.get_mask(idx, self.artifact)
+        return self.localized[self.split.sample_ids[idx]]
 
     def __getitem__(self, idx):
         x = self.split.load_raw(idx)
         artifact, foreground = self._masks(idx)
-        artifact, foreground = artifact[None].float(), foreground[None].float()
+        if self.split.modality != "signal":  # a channel axis that broadcasts over the colours
+            artifact, foreground = artifact[None], foreground[None]
+        artifact, foreground = artifact.float(), foreground.float()
         if self.augment:
             x, artifact, foreground = self.split.random_flips([x, artifact, foreground])
         return self.split.normalize(x), self.split.label(idx), artifact, foreground, bool(self.has_mask[idx])
+
+
+def _fit(mask, layout):
+    """``mask`` in the two-dimensional ``layout`` of the masks: a time mask (T,) repeated over the
+    leads; a mask stored at another resolution (localization PNGs) resized."""
+    mask = torch.as_tensor(mask).bool()
+    if mask.dim() == 1:
+        mask = mask.expand(layout[0], *mask.shape)
+    if tuple(mask.shape) != layout:
+        mask = F.interpolate(mask.float()[None, None], size=layout, mode="nearest")[0, 0] > 0.5
+    return mask
 
 
 def load_localization_masks(config):

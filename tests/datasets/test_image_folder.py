@@ -62,3 +62,41 @@ def test_errors(tmp_path):
     (root / "labels.csv").write_text((root / "labels.csv").read_text().replace("label", "class", 1))
     with pytest.raises(UserError, match="labels.csv: missing column 'label'"):
         _load(root)
+
+
+def test_export_of_the_embedded_data_loads_back_identically(tmp_path, write_config):
+    """datasets.export_image_folder writes the bring-your-own layout; loading it gives the same
+    images (up to 8-bit rounding), labels, splits, artifact annotations, masks and foreground."""
+    from datasets.export_image_folder import main as export_main
+
+    config = write_config(dataset_name="synth_derm", img_size=32,
+                          dataset_options={"n_train": 12, "n_val": 4, "n_test": 4})
+    source = get_dataset("synth_derm", img_size=32, dataset_options={"n_train": 12, "n_val": 4, "n_test": 4})
+    summary = export_main(["--config_file", str(config), "--out", str(tmp_path / "export")])
+    assert summary["samples"] == {"train": 12, "val": 4, "test": 4}
+    exported = _load(tmp_path / "export")
+    assert exported.class_names == source.class_names
+    for name, split in source.items():
+        copy = exported.get(name)
+        assert [s.removesuffix(".png") for s in copy.sample_ids] == split.sample_ids
+        assert copy.labels.tolist() == split.labels.tolist()
+        for artifact in split.artifact_names:
+            assert copy.artifact_labels(artifact).tolist() == split.artifact_labels(artifact).tolist()
+        for i in range(len(split)):
+            assert (copy.load_raw(i) - split.load_raw(i)).abs().max() <= 0.5 / 255 + 1e-6
+            assert torch.equal(copy.get_foreground_mask(i), split.get_foreground_mask(i))
+            for artifact in split.artifact_names:
+                if split.artifact_labels(artifact)[i]:
+                    assert torch.equal(copy.get_mask(i, artifact), split.get_mask(i, artifact))
+    assert sum(summary["artifacts"].values()) > 0  # the check above compared some masks
+
+
+def test_export_refuses_a_non_empty_folder(tmp_path, write_config, capsys):
+    from datasets.export_image_folder import main as export_main
+
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine")
+    with pytest.raises(SystemExit) as exit_info:
+        export_main(["--config_file", str(write_config(dataset_name="synth_derm")), "--out", str(tmp_path / "taken")])
+    assert exit_info.value.code == 2 and "not empty" in capsys.readouterr().err
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"

@@ -139,8 +139,11 @@ def plot_heatmaps(config):
     for name, model in (("original", load_original(config, device)), ("corrected", load_corrected(config, device))):
         if model is not None:
             attributor = get_attributor(model, backend=lrp_backend_for(model, config.lrp_backend))
-            maps[name] = attributor.attribute(x, targets=y).heatmap.sum(1).detach().cpu()
-    images = [dataset.load_raw(int(i)).permute(1, 2, 0).numpy() for i in indices]
+            heatmap = attributor.attribute(x, targets=y).heatmap.detach().cpu()
+            # images: one map over the pixels; signals: one row per lead, as the artifact may sit in one
+            maps[name] = heatmap if dataset.modality == "signal" else heatmap.sum(1)
+    raw = [dataset.load_raw(int(i)) for i in indices]
+    images = [r.numpy() if dataset.modality == "signal" else r.permute(1, 2, 0).numpy() for r in raw]
     titles = [f"{dataset.sample_ids[int(i)]} ({dataset.class_names[dataset.label(int(i))]})" for i in indices]
     path = evaluation_dir(config) / "heatmaps.png"
     heatmap_comparison(images, maps, titles, path, f"{config.method}: {config.config_name}")
