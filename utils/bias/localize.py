@@ -113,6 +113,8 @@ def evaluate_localization(config, splits, artifact, loc_dir):
         entry = index["samples"][sid]
         mask = read_mask(loc_dir / entry["mask"])
         heatmap = torch.from_numpy(np.load(loc_dir / entry["heatmap"]))
+        if target.dim() == mask.dim() + 1:  # signals: a (lead, time) ground truth against a time mask
+            target = torch.as_tensor(target).bool().any(0)
         if mask.shape != target.shape:
             raise UserError(f"mask of {sid} is {tuple(mask.shape)}, ground truth {tuple(target.shape)}; "
                             "localize again with this config")
