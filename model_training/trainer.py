@@ -5,6 +5,9 @@ through ``Trainer.extra_loss`` (a callable ``(model, batch, logits) -> tensor or
 is the input tensor the logits were computed from, on the training device), can ask for input
 gradients (``input_requires_grad``), keep frozen modules in eval mode (``frozen_modules``) and clip
 gradient norms (``grad_clip``). With the defaults, training is plain supervised training.
+
+Under ``torchrun`` each rank trains on its slice of every global batch (``utils.distributed``);
+with ``mixed_precision`` on CUDA the forward pass and the losses run under bfloat16 autocast.
 """
 import csv
 import io
@@ -20,6 +23,7 @@ from model_training.losses import build_loss
 from models import get_model, get_model_spec
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.config import save_resolved_config
+from utils.device import autocast, mixed_precision_enabled
 from utils.distributed import RankBatchSampler, get_context, global_batches, training_device
 from utils.errors import UserError
 from utils.io import write_json, write_text
@@ -47,6 +51,7 @@ class Trainer:
         self.config = config
         self.dist = get_context(config.device)
         self.device = training_device(self.dist, config.device)
+        self.mixed_precision = mixed_precision_enabled(config.mixed_precision, self.device, warn=self.dist.is_main)
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
         self.splits = splits or get_dataset_from_config(config)
@@ -94,7 +99,8 @@ class Trainer:
         batches = global_batches(len(self.splits.train), self.config.batch_size, self.config.seed * 10_000 + epoch,
                                  drop_last=len(self.splits.train) > self.config.batch_size)
         return torch.utils.data.DataLoader(self.splits.train, batch_sampler=RankBatchSampler(batches, self.dist),
-                                           num_workers=self.config.num_workers)
+                                           num_workers=self.config.num_workers,
+                                           pin_memory=self.device.type == "cuda")
 
     def train_epoch(self, epoch):
         self.model.train()
@@ -107,12 +113,13 @@ class Trainer:
             x, y = batch[0].to(self.device), batch[1].to(self.device)
             if self.input_requires_grad:
                 x.requires_grad_(True)
-            logits = self.model(x)
-            loss = self.criterion(logits, y)
-            if self.extra_loss is not None:
-                extra = self.extra_loss(self.model, (x, y, *batch[2:]), logits)
-                if extra is not None:
-                    loss = loss + extra
+            with autocast(self.device, self.mixed_precision):
+                logits = self.model(x)
+                loss = self.criterion(logits, y)
+                if self.extra_loss is not None:
+                    extra = self.extra_loss(self.model, (x, y, *batch[2:]), logits)
+                    if extra is not None:
+                        loss = loss + extra
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.dist.average_gradients(self.model.parameters())
@@ -138,6 +145,7 @@ class Trainer:
                 val = evaluate(self.model, self.splits.val, self.config.batch_size, self.device,
                                self.config.num_workers) if self.dist.is_main else {"accuracy": 0.0, "macro_f1": 0.0}
                 val = {k: self.dist.broadcast_value(val[k]) for k in ("accuracy", "macro_f1")}
+                self.dist.broadcast_rng_state()
                 row.update(val_accuracy=val["accuracy"], val_macro_f1=val["macro_f1"])
                 if val["accuracy"] > self.best_val:
                     self.best_val = val["accuracy"]
@@ -165,11 +173,12 @@ def run_training(config, resume=False, overwrite=False):
     """Train ``config``'s model; returns the output folder and the test metrics per subset."""
     out_dir = training_dir(config)
     last = out_dir / "checkpoints" / "last.pt"
-    if last.exists() and not (resume or overwrite):
+    has_last = get_context(config.device).same_on_all_ranks(last.exists(), f"whether {last} exists")
+    if has_last and not (resume or overwrite):
         raise UserError(f"{out_dir} already holds a training run; pass --resume to continue it, "
                         "--overwrite to start again, or choose another config_name")
     trainer = Trainer(config, out_dir)
-    if resume and last.exists():
+    if resume and has_last:
         trainer.resume()
     if trainer.dist.is_main:
         save_resolved_config(config, out_dir)

@@ -1,4 +1,5 @@
 """torchvision VGGs (random init; local weights via ``pretrained_weights``)."""
+import torch
 from torch import nn
 from torchvision.models import vgg11, vgg11_bn, vgg16, vgg16_bn
 
@@ -7,7 +8,9 @@ from models.registry import register_model
 
 def _relu_names(model_fn):
     """Names of the ReLUs that follow each conv in ``features``: the inspectable layers."""
-    features = model_fn(weights=None).features
+    # built on the meta device: no memory, no initialisation (a full VGG16 costs seconds at every import)
+    with torch.device("meta"):
+        features = model_fn(weights=None).features
     return tuple(f"features.{i}" for i, m in enumerate(features) if isinstance(m, nn.ReLU))
 
 

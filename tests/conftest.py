@@ -24,3 +24,36 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+def h5_contents(path):
+    """Every dataset (values) and every group's attributes of an HDF5 file, to compare two files."""
+    import h5py
+
+    out = {}
+
+    def visit(name, obj):
+        if hasattr(obj, "dtype"):
+            out[name] = obj[:]
+        out[f"attrs of /{name}"] = {key: obj.attrs[key] for key in obj.attrs}
+
+    with h5py.File(path, "r") as handle:
+        out["attrs of /"] = {key: handle.attrs[key] for key in handle.attrs}
+        handle.visititems(visit)
+    return out
+
+
+def assert_same_h5(expected_path, got_path):
+    """Two HDF5 files hold the same datasets (values and dtypes) and attributes."""
+    import numpy as np
+
+    expected, got = h5_contents(expected_path), h5_contents(got_path)
+    assert expected.keys() == got.keys()
+    for name, value in expected.items():
+        if isinstance(value, dict):
+            assert value.keys() == got[name].keys(), name
+            for key in value:
+                np.testing.assert_array_equal(value[key], got[name][key], err_msg=f"{name}: {key}")
+        else:
+            assert value.dtype == got[name].dtype, name
+            np.testing.assert_array_equal(value, got[name], err_msg=name)

@@ -9,6 +9,11 @@ Gradients are averaged with an explicit all-reduce instead of the ``DistributedD
 wrapper: the correction losses (RRR, RR-ClArC, ISNet) differentiate through input gradients
 (double backpropagation), which DDP's bucketed reducer does not support. Averaging after the full
 backward is mathematically what DDP does, for every loss.
+
+Anything a loss draws at random per sample, or averages over a data-dependent number of samples,
+must be computed for the *global* batch to give the single-process trajectory: see
+:meth:`DistContext.batch_span` (draw for the whole batch, keep this rank's rows) and
+:meth:`DistContext.mean_share` (a mean whose denominator is summed over ranks).
 """
 import os
 from dataclasses import dataclass
@@ -70,6 +75,77 @@ class DistContext:
                 dist.all_reduce(param.grad)
                 param.grad /= self.world_size
 
+    def gather(self, obj):
+        """Every rank's ``obj``, in rank order, on every rank (picklable objects)."""
+        if not self.enabled:
+            return [obj]
+        gathered = [None] * self.world_size
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
+    def gather_rows(self, rows):
+        """All ranks' rows of a computation sharded with :meth:`shard`, in sample order, on every rank."""
+        if not self.enabled:
+            return rows
+        parts = [torch.as_tensor(part) for part in self.gather(rows) if len(part)]
+        return torch.cat(parts)
+
+    def same_on_all_ranks(self, value, what):
+        """``value``, checked to be the same on every rank (one-line error otherwise).
+
+        Decisions taken from files (is there a checkpoint to resume from?) must be the same on
+        every rank, or the ranks run different loops and wait on each other until the timeout.
+        """
+        values = self.gather(value)
+        if any(other != values[0] for other in values):
+            raise UserError(f"the processes disagree on {what} ({values} by rank); with several machines "
+                            "'output_dir' must be a folder every machine shares")
+        return value
+
+    def broadcast_object(self, obj):
+        """Rank 0's ``obj`` on every rank.
+
+        Results that every rank computes from the same inputs (C1/C2, CAVs) are still taken from
+        rank 0: machines of a multi-node run may round differently, and the ranks must agree.
+        """
+        if not self.enabled:
+            return obj
+        holder = [obj if self.is_main else None]
+        dist.broadcast_object_list(holder, src=0)
+        return holder[0]
+
+    def broadcast_rng_state(self):
+        """Give every rank rank 0's CPU random state.
+
+        Needed after work that rank 0 alone does (evaluation draws a DataLoader seed): random
+        draws in the losses must stay in step with one process's on every rank.
+        """
+        if self.enabled:
+            torch.set_rng_state(self.broadcast_object(torch.get_rng_state()))
+
+    def batch_span(self, n_local):
+        """``(total, rows)``: the global batch size and the slice of it this rank holds.
+
+        ``RankBatchSampler`` gives each rank a contiguous slice in rank order, so drawing random
+        numbers for ``total`` samples and keeping ``rows`` reproduces one process's draws, and
+        every rank's generator advances exactly as that process's does.
+        """
+        if not self.enabled:
+            return n_local, slice(0, n_local)
+        sizes = [int(n) for n in self.gather(int(n_local))]
+        start = sum(sizes[:self.rank])
+        return sum(sizes), slice(start, start + int(n_local))
+
+    def mean_share(self, local_sum, global_weight):
+        """This rank's share of a mean over the global batch: ``local_sum * world_size / global_weight``.
+
+        Gradients are averaged over ranks, so these shares add up to ``sum of all terms / sum of all
+        weights``, the mean of one process, even when ranks hold different weights (class-weighted
+        losses) or numbers of counted samples (RRR's masked samples). ``global_weight`` is the
+        denominator summed over ranks (:meth:`sum`).
+        """
+        return local_sum * (self.world_size / global_weight)
+
     def shard(self, items):
         """This rank's contiguous share of ``items`` (equal shares; the first ranks take the rest)."""
         n = len(items)
@@ -93,9 +169,16 @@ def get_context(device_name="auto") -> DistContext:
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = device_name != "cpu" and torch.cuda.is_available()
     if use_cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise UserError(f"rank {rank} has LOCAL_RANK {local_rank} but this machine has "
+                            f"{torch.cuda.device_count()} GPU(s); start at most that many processes per "
+                            "machine (--nproc_per_node) or set 'device: cpu'")
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
+        # on GPUs, CUDA tensors (gradients, parameters) go through NCCL and the small CPU tensors and
+        # objects of the metric sums and broadcasts through gloo: NCCL cannot reduce CPU tensors
+        backend = "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
+        dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
     _CONTEXT = DistContext(rank, world_size, local_rank)
     return _CONTEXT
 

@@ -21,6 +21,10 @@ Layout (N samples, K classes, C_l channels of layer l)::
 Rows are appended batch by batch (bounded memory). ``complete`` is set only after the last
 batch, and readers refuse an incomplete file, so a killed run is never mistaken for a finished
 one; :class:`StoreWriter` continues an incomplete file from its last whole batch.
+
+Under ``torchrun`` each rank writes a shard of the same layout beside the store
+(``.<split>.rank<r>of<W>.partial.h5``, renamed to ``.<split>.rank<r>of<W>.h5`` when finished, with
+``shard_start``/``shard_stop`` attributes); :func:`merge_shards` then writes the store itself.
 """
 from pathlib import Path
 
@@ -28,6 +32,7 @@ import h5py
 import numpy as np
 
 from utils.errors import UserError
+from utils.io import atomic_path
 from utils.paths import step_dir
 
 FEATURE_KINDS = ("cavs_max", "cavs_mean", "rel", "rels_max", "rels_mean")
@@ -92,6 +97,64 @@ class StoreWriter:
 
     def close(self):
         self.file.close()
+
+
+# --- shards of a multi-process run --------------------------------------------------------------
+def shard_paths(path, rank, world_size):
+    """``(in progress, finished)`` paths of ``rank``'s shard of the store at ``path``.
+
+    The world size is part of the name: a run restarted with another number of processes has
+    other shard boundaries and must not continue these files.
+    """
+    path = Path(path)
+    stem = f".{path.stem}.rank{rank}of{world_size}"
+    return path.with_name(f"{stem}.partial.h5"), path.with_name(f"{stem}.h5")
+
+
+def remove_shards(path):
+    """Delete every shard of the store at ``path`` (any world size, finished or not)."""
+    path = Path(path)
+    for shard in path.parent.glob(f".{path.stem}.rank*of*.h5"):
+        shard.unlink(missing_ok=True)
+
+
+def merge_shards(path, shards, n_samples, meta, block):
+    """Write the store at ``path`` from finished ``shards`` (in sample order), atomically.
+
+    The rows go through :class:`StoreWriter` in blocks of ``block`` (the batch size), so datasets,
+    dtypes, chunking and attributes are those a single-process run writes.
+    """
+    with atomic_path(path) as tmp:
+        writer = StoreWriter(tmp, n_samples, meta, force=True)  # force: the empty temporary file is no store
+        try:
+            for shard in shards:
+                with h5py.File(shard, "r") as source:
+                    _check_shard(source, shard, meta["fingerprint"], writer.n_done)
+                    names = _dataset_names(source)
+                    rows = int(source.attrs["n_samples"])
+                    for start in range(0, rows, block):
+                        writer.append({name: _read_rows(source[name], start, start + block) for name in names})
+            writer.finish()
+        finally:
+            writer.close()
+
+
+def _check_shard(source, shard, stamp, first_row):
+    attrs = source.attrs
+    if not attrs.get("complete") or attrs.get("fingerprint") != stamp or int(attrs["shard_start"]) != first_row:
+        raise RuntimeError(f"{shard} is not the finished shard starting at row {first_row} of these settings")
+
+
+def _dataset_names(handle):
+    found = []
+    handle.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
+def _read_rows(dataset, start, stop):
+    if dataset.dtype == _STR:  # back to str, which StoreWriter stores as it does for a fresh batch
+        return dataset.asstr()[start:stop].astype(str)
+    return dataset[start:stop]
 
 
 class FeatureStore:

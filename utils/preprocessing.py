@@ -5,9 +5,15 @@ every inspectable layer of the model; the pooled values are appended to the HDF5
 :mod:`utils.feature_store` batch by batch, so memory stays bounded and a killed run continues from
 its last whole batch. Because batches always start at multiples of ``batch_size`` and the model is
 in eval mode, a resumed run writes exactly the rows an uninterrupted run would.
+
+Under ``torchrun`` each rank computes a contiguous run of whole batches into its own shard file
+(resumable in the same way) and rank 0 merges the shards into the store a single process writes:
+every sample is computed in the same batch as in one process, so the merged file is identical.
 """
 import hashlib
 import json
+import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +25,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from models import get_model_spec
+from utils.distributed import DistContext, get_context, training_device
 from utils.errors import UserError
-from utils.feature_store import StoreWriter, store_path
+from utils.feature_store import StoreWriter, merge_shards, remove_shards, shard_paths, store_path
 from utils.lrp.attribution import get_attributor
 
 EPS = 1e-12
@@ -135,6 +142,29 @@ def _existing_state(path):
 
 
 @dataclass
+class SplitPlan:
+    """What one split's store must hold: where, how many rows, of which settings."""
+
+    split: str
+    path: Path
+    n_samples: int
+    meta: dict
+    force: bool  # discard what is on disk
+    reusable: bool  # a finished store of these settings is there
+
+    @property
+    def stamp(self):
+        return self.meta["fingerprint"]
+
+
+def shard_range(n_samples, batch_size, context: DistContext):
+    """``(start, stop)`` rows of this rank's shard: a contiguous run of whole batches, so every
+    sample is computed in the same batch as in a single-process run."""
+    batches = context.shard(range(-(-n_samples // batch_size)))
+    return min(batches.start * batch_size, n_samples), min(batches.stop * batch_size, n_samples)
+
+
+@dataclass
 class SplitResult:
     split: str
     path: Path
@@ -160,7 +190,8 @@ class Preprocessor:
         self.target_rule = TARGET_RULES[config.relevance_target]
         self.on_batch, self.progress = on_batch, progress
 
-    def run_split(self, dataset, split, force=False) -> SplitResult:
+    def plan(self, dataset, split, force=False) -> SplitPlan:
+        """Check the store on disk against the settings; refuse a finished store of other settings."""
         path = store_path(self.config, split)
         n = len(dataset)
         stamp = fingerprint(self.config, split, n)
@@ -170,11 +201,15 @@ class Preprocessor:
                 raise UserError(f"{path} was computed with other settings (model, checkpoint, data or "
                                 "preprocessing keys); pass --force_recompute to replace it")
             force = True  # an incomplete file of other settings must not be continued
-        start_time = time.time()
         meta = {"model_name": self.config.model_name, "dataset_name": self.config.dataset_name, "split": split,
                 "layer_names": self.layers, "relevance_target": self.config.relevance_target,
                 "fingerprint": stamp, "channel_axis": self.axis}
-        writer = StoreWriter(path, n, meta, force=force)
+        return SplitPlan(split, path, n, meta, force, reusable=state == (True, stamp) and not force)
+
+    def run_split(self, dataset, split, force=False) -> SplitResult:
+        plan = self.plan(dataset, split, force)
+        start_time = time.time()
+        writer = StoreWriter(plan.path, plan.n_samples, plan.meta, force=plan.force)
         first = writer.n_done
         try:
             if not writer.complete:
@@ -182,19 +217,56 @@ class Preprocessor:
                 writer.finish()
         finally:
             writer.close()
-        return SplitResult(split, path, n, n - first, time.time() - start_time, _store_accuracy(path))
+        return SplitResult(split, plan.path, plan.n_samples, plan.n_samples - first, time.time() - start_time,
+                           _store_accuracy(plan.path))
 
-    def _fill(self, writer, dataset, split):
+    # --- one rank's shard under torchrun ---------------------------------------------------------
+    def open_shard(self, plan, context) -> int:
+        """Create or resume this rank's shard of ``plan``; returns the rows it already holds."""
+        partial, finished = shard_paths(plan.path, context.rank, context.world_size)
+        start, stop = shard_range(plan.n_samples, self.config.batch_size, context)
+        if finished.exists():
+            if not plan.force and _existing_state(finished) == (True, plan.stamp):
+                return stop - start
+            finished.unlink()
+        state = _existing_state(partial)
+        force = plan.force or (state is not None and state[1] != plan.stamp)
+        writer = StoreWriter(partial, stop - start, self._shard_meta(plan, start, stop), force=force)
+        writer.close()
+        return writer.n_done
+
+    def fill_shard(self, dataset, plan, context):
+        """Compute the rest of this rank's shard (opened by :meth:`open_shard`) and mark it finished."""
+        partial, finished = shard_paths(plan.path, context.rank, context.world_size)
+        if finished.exists():
+            return
+        start, stop = shard_range(plan.n_samples, self.config.batch_size, context)
+        writer = StoreWriter(partial, stop - start, self._shard_meta(plan, start, stop))
+        try:
+            if not writer.complete:
+                self._fill(writer, dataset, plan.split, start, stop)
+                writer.finish()
+        finally:
+            writer.close()
+        os.replace(partial, finished)  # rank 0 merges finished shards only
+
+    @staticmethod
+    def _shard_meta(plan, start, stop):
+        return {**plan.meta, "shard_start": start, "shard_stop": stop}
+
+    def _fill(self, writer, dataset, split, start=0, stop=None):
+        """Rows ``start + writer.n_done`` to ``stop`` (default: the end of the split)."""
+        stop = len(dataset) if stop is None else stop
         augment, dataset.augment = dataset.augment, False  # the store describes the data as it is
         try:
-            indices = range(writer.n_done, len(dataset))
-            loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices),
+            position = start + writer.n_done
+            loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(position, stop)),
                                                  batch_size=self.config.batch_size, shuffle=False,
-                                                 num_workers=self.config.num_workers)
-            position = writer.n_done
+                                                 num_workers=self.config.num_workers,
+                                                 pin_memory=self.device.type == "cuda")
             bar = tqdm(loader, desc=f"preprocessing {split}", disable=not self.progress,
-                       initial=position // self.config.batch_size,
-                       total=-(-len(dataset) // self.config.batch_size))
+                       initial=writer.n_done // self.config.batch_size,
+                       total=-(-(stop - start) // self.config.batch_size))
             for x, y in bar:
                 rows = self.batch_rows(x, y)
                 count = len(x)
@@ -241,17 +313,79 @@ def preprocess(config, splits=None, force=False, on_batch=None, progress=True):
     """Preprocess ``splits`` (default: the config's ``splits``) of the config's data and model.
 
     Returns one :class:`SplitResult` per split. Finished stores of the same settings are reused.
+    Under ``torchrun`` the ranks share the work (see :func:`preprocess_distributed`) and only
+    rank 0 returns results (the other ranks return an empty list).
     """
     from datasets import get_dataset_from_config
     from models import get_model_for_config
-    from utils.device import resolve_device
 
     if not config.ckpt_path:
         raise UserError("'ckpt_path': preprocessing needs the checkpoint of the model under audit")
     if not Path(config.ckpt_path).is_file():
         raise UserError(f"'ckpt_path': checkpoint not found: {Path(config.ckpt_path).resolve()}")
+    context = get_context(config.device)
     data = get_dataset_from_config(config)
     in_channels = data.train.load_raw(0).shape[0]
     model = get_model_for_config(config, data.n_classes, in_channels=in_channels)
-    runner = Preprocessor(config, model, resolve_device(config.device), on_batch=on_batch, progress=progress)
-    return [runner.run_split(data.get(split), split, force=force) for split in (splits or config.splits)]
+    runner = Preprocessor(config, model, training_device(context, config.device), on_batch=on_batch,
+                          progress=progress and context.is_main)
+    names = splits or config.splits
+    if context.enabled:
+        return preprocess_distributed(runner, data, names, force, context)
+    return [runner.run_split(data.get(split), split, force=force) for split in names]
+
+
+# how often rank 0 looks for the other ranks' finished shards
+SHARD_POLL_SECONDS = 0.5
+
+
+def preprocess_distributed(runner, data, splits, force, context):
+    """Every rank computes its shard of each split; rank 0 waits for all shards and merges them.
+
+    Ranks meet only once, right after opening their shards (when they are at the same point):
+    rank 0 then checks that it sees every shard and learns how many rows each already held. After
+    that nobody waits in a collective, so a rank whose shards were finished by an earlier run
+    is not stopped by the collective timeout while the others catch up; a rank that dies stops
+    the run through ``torchrun``, which ends every other rank.
+    """
+    start_time = time.time()
+    plans = [runner.plan(data.get(split), split, force) for split in splits]
+    todo = [plan for plan in plans if not plan.reusable]
+    held = context.gather({plan.split: runner.open_shard(plan, context) for plan in todo})
+    if context.is_main:
+        _check_shards_visible(todo, context.world_size)
+    for plan in todo:
+        runner.fill_shard(data.get(plan.split), plan, context)
+    if not context.is_main:
+        return []
+    results = []
+    for plan in plans:
+        computed = 0
+        if not plan.reusable:
+            shards = [shard_paths(plan.path, rank, context.world_size)[1] for rank in range(context.world_size)]
+            _wait_for(shards)
+            merge_shards(plan.path, shards, plan.n_samples, plan.meta, runner.config.batch_size)
+            remove_shards(plan.path)
+            computed = plan.n_samples - sum(rows[plan.split] for rows in held)
+        results.append(SplitResult(plan.split, plan.path, plan.n_samples, computed, time.time() - start_time,
+                                   _store_accuracy(plan.path)))
+    return results
+
+
+def _check_shards_visible(plans, world_size):
+    for plan in plans:
+        for rank in range(world_size):
+            partial, finished = shard_paths(plan.path, rank, world_size)
+            if not (partial.exists() or finished.exists()):  # partial first: it may be renamed meanwhile
+                raise UserError(f"rank 0 cannot see rank {rank}'s shard {finished.name} in {finished.parent}; with "
+                                "several machines 'output_dir' must be a folder every machine shares")
+
+
+def _wait_for(paths):
+    missing = [path for path in paths if not path.exists()]
+    if missing:
+        print(f"waiting for {len(missing)} other rank(s) to finish their shards of {missing[0].parent}",
+              file=sys.stderr)
+    while missing:
+        time.sleep(SHARD_POLL_SECONDS)
+        missing = [path for path in missing if not path.exists()]

@@ -4,6 +4,8 @@
 Methods (config ``method``): Vanilla, RRR, RRClarc, PClarc, ReactivePClarc, ISNet. Writes
 ``<output_dir>/mitigation/<dataset>/<model>/<config name>/checkpoints/corrected.pt`` (load it with
 ``model_training.corrections.load_corrected_model``), ``metrics.json`` and the resolved config.
+Several processes: ``torchrun --nproc_per_node N -m experiments.mitigation_experiments.start_model_correction
+--config_file F`` (see the README, "Scale out").
 """
 from model_training.corrections.run import run_correction
 from utils.cli import config_parser, main_entry
@@ -20,6 +22,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     config = load_config(args.config_file, MitigationConfig)
     out_dir, metrics = run_correction(config, overwrite=args.overwrite or args.resume, resume=args.resume)
+    if "test" not in metrics:  # not rank 0 of a multi-process run: rank 0 reports
+        return metrics
     rows = [{"subset": subset, "n": m["n"], "accuracy": m["accuracy"], "± se": m["accuracy_se"],
              "macro_f1": m["macro_f1"]} for subset, m in metrics["test"].items()]
     print(f"\n{config.method} on {config.dataset_name}/{config.model_name} (layer {config.layer_name or 'default'}, "

@@ -9,6 +9,7 @@ import numpy as np
 
 from model_training.corrections.layers import pooled_activations
 from utils.bias.cav import fit_cav
+from utils.distributed import get_context
 
 
 def cav_sample_mask(labels, artifact, scope):
@@ -29,16 +30,25 @@ def fit_scoped_cav(features, labels, artifact, method, scope):
 
 
 def training_features(ctx):
-    """Pooled activations of ``layer_name`` on the training split, computed once per context."""
+    """Pooled activations of ``layer_name`` on the training split, computed once per context.
+
+    Under ``torchrun`` each rank computes a contiguous share and every rank receives all rows in
+    sample order, so the ranks fit the same CAV on the same features.
+    """
     if "train_features" not in ctx.extras:
-        config = ctx.config
-        ctx.extras["train_features"] = pooled_activations(
+        config, context = ctx.config, get_context()
+        share = context.shard(range(len(ctx.splits.train))) if context.enabled else None
+        local = pooled_activations(
             ctx.model, ctx.splits.train, ctx.layer_name, config.cav_mode, config.batch_size, ctx.device,
-            desc=f"activations {ctx.layer_name}")
+            desc=f"activations {ctx.layer_name}" if context.is_main else None, indices=share,
+            num_workers=config.num_workers)
+        ctx.extras["train_features"] = context.gather_rows(local)
     return ctx.extras["train_features"]
 
 
 def fit_artifact_cav(ctx, method):
-    """CAV of the artifact (labels ``ctx.artifact_train``) on the training features."""
-    return fit_scoped_cav(training_features(ctx), ctx.splits.train.labels, ctx.artifact_train, method,
-                          ctx.config.cav_scope)
+    """CAV of the artifact (labels ``ctx.artifact_train``) on the training features (rank 0's under
+    ``torchrun``, so every rank corrects along exactly the same direction)."""
+    cav = fit_scoped_cav(training_features(ctx), ctx.splits.train.labels, ctx.artifact_train, method,
+                         ctx.config.cav_scope)
+    return get_context().broadcast_object(cav)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from model_training.corrections.base import Correction, register_correction
 from model_training.losses import build_loss
 from models import get_model_spec
+from utils.distributed import get_context
 from utils.errors import UserError
 from utils.lrp.differentiable import DifferentiableLRP, input_bounds
 
@@ -93,10 +94,13 @@ def _selective(logits, y, options):
 
 
 def _stochastic(logits, y, options):
-    n, k = logits.shape
+    k = logits.shape[1]
     generator = options.get("generator")
-    random_class = torch.randint(0, k, (n,), generator=generator).to(logits.device)
-    use_predicted = (torch.rand(n, generator=generator) < 0.5).to(logits.device)
+    # a training batch under torchrun is a rank's slice of the global batch: drawing for the whole
+    # batch and keeping this rank's rows gives one process's choices
+    total, rows = get_context().batch_span(len(logits)) if options.get("sharded") else (len(logits), slice(None))
+    random_class = torch.randint(0, k, (total,), generator=generator)[rows].to(logits.device)
+    use_predicted = (torch.rand(total, generator=generator) < 0.5)[rows].to(logits.device)
     chosen = torch.where(use_predicted, logits.argmax(1), random_class)
     return [logits.gather(1, chosen[:, None])[:, 0]]
 
@@ -125,7 +129,8 @@ class ISNet(Correction):
         self.setup(ctx.model, low, high, layers, build_loss(config.loss, split.class_counts()).to(ctx.device))
         if self.C1 is None or self.C2 is None:
             self.C1, self.C2 = self._tune(ctx, low, high, layers)
-        print(f"ISNet foreground bounds: C1={self.C1:.4g} C2={self.C2:.4g}")
+        if get_context().is_main:
+            print(f"ISNet foreground bounds: C1={self.C1:.4g} C2={self.C2:.4g}")
 
     def setup(self, model, low, high, layers, criterion):
         """Everything but C1/C2 tuning (used by ``prepare`` and by the scaling benchmark)."""
@@ -138,9 +143,10 @@ class ISNet(Correction):
         return DifferentiableLRP(model, eps=self.config.epsilon, input_rule=self.config.input_rule,
                                  low=low[None], high=high[None], layers=layers)
 
-    def heatmaps(self, lrp, x, y, create_graph=True):
+    def heatmaps(self, lrp, x, y, create_graph=True, sharded=False):
+        """``sharded``: ``x`` is this rank's slice of a global training batch."""
         logits = lrp.forward(x)
-        options = {"selective_class": self.config.selective_class, "generator": self.generator}
+        options = {"selective_class": self.config.selective_class, "generator": self.generator, "sharded": sharded}
         return [lrp.relevance(t, create_graph) for t in VARIANTS[self.config.variant](logits, y, options)]
 
     def heatmap_loss(self, relevances, foreground):
@@ -159,28 +165,38 @@ class ISNet(Correction):
         x, y, _, foreground = batch[:4]
         foreground = foreground.to(logits.device)
         # a separate LRP pass: the cross-entropy keeps exact ReLU gradients
-        penalty = self.heatmap_loss(self.heatmaps(self.lrp, x.detach(), y), foreground)
+        penalty = self.heatmap_loss(self.heatmaps(self.lrp, x.detach(), y, sharded=True), foreground)
         # the Trainer adds CE with weight 1; ISNet weighs it (1 - P)
         return self.config.P * (penalty - self.criterion(logits, y))
 
     # --- C1/C2 ---------------------------------------------------------------------------------
     def _tune(self, ctx, low, high, layers):
-        config, model = self.config, ctx.model
+        """C1/C2 from the total |R| of every training image.
+
+        Under torchrun each rank computes a share, except for the stochastic variant: its heatmaps
+        draw from ``self.generator``, which every rank must advance as one process does. Rank 0's
+        bounds are used by all, so every rank optimises the same loss.
+        """
+        config, model, context = self.config, ctx.model, get_context()
         if config.from_scratch and config.tune_epochs > 0:
             model = self._plain_copy(ctx)
         lrp = self.make_lrp(model, low, high)
-        loader = torch.utils.data.DataLoader(ctx.train_set, batch_size=config.batch_size)
+        sharded = context.enabled and config.variant != "stochastic"
+        share = torch.utils.data.Subset(ctx.train_set, context.shard(range(len(ctx.train_set)))) if sharded \
+            else ctx.train_set
+        loader = torch.utils.data.DataLoader(share, batch_size=config.batch_size, num_workers=config.num_workers)
         augment, ctx.train_set.augment = ctx.train_set.augment, False
-        totals, was_training = [], model.training
+        totals, was_training = [torch.zeros(0)], model.training
         model.eval()
         try:
-            for x, y, *_ in tqdm(loader, desc="tuning C1/C2", leave=False):
+            for x, y, *_ in tqdm(loader, desc="tuning C1/C2", leave=False, disable=not context.is_main):
                 for rel in self.heatmaps(lrp, x.to(ctx.device), y.to(ctx.device), create_graph=False):
-                    totals.append(rel["input"].detach().abs().flatten(1).sum(1).cpu())
+                    totals.append(rel["input"].detach().abs().flatten(1).sum(1).float().cpu())
         finally:
             ctx.train_set.augment = augment
             model.train(was_training)
-        return tune_bounds(torch.cat(totals).numpy())
+        all_totals = context.gather_rows(torch.cat(totals)) if sharded else torch.cat(totals)
+        return context.broadcast_object(tune_bounds(all_totals.numpy()))
 
     def _plain_copy(self, ctx):
         """Train a copy of the fresh model plainly for ``tune_epochs``: its heatmaps set C1/C2."""

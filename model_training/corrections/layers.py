@@ -68,8 +68,10 @@ def pool(activation, mode):
 
 
 @torch.no_grad()
-def pooled_activations(model, dataset, layer_name, mode, batch_size, device, desc=None):
-    """(N, C) pooled activations of ``layer_name`` for every sample of ``dataset`` (no augmentation)."""
+def pooled_activations(model, dataset, layer_name, mode, batch_size, device, desc=None, indices=None,
+                       num_workers=0):
+    """(N, C) pooled activations of ``layer_name`` for every sample of ``dataset`` (no augmentation),
+    or for the samples at ``indices`` only (in that order)."""
     from tqdm import tqdm
 
     catcher = ActivationCatcher(get_layer(model, layer_name))
@@ -77,11 +79,14 @@ def pooled_activations(model, dataset, layer_name, mode, batch_size, device, des
     feats = []
     try:
         model.eval()
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+        subset = dataset if indices is None else torch.utils.data.Subset(dataset, indices)
+        loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=num_workers)
         for batch in tqdm(loader, desc=desc, leave=False, disable=desc is None):
             model(batch[0].to(device))
             feats.append(pool(catcher.output, mode).float().cpu())
     finally:
         dataset.augment = augment
         catcher.remove()
+    if not feats:  # an empty share of a multi-process run
+        return torch.zeros(0, 0)
     return torch.cat(feats)

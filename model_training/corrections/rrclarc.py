@@ -14,10 +14,13 @@ import torch.nn.functional as F
 from model_training.corrections.base import Correction, register_correction
 from model_training.corrections.cavs import fit_artifact_cav
 from model_training.corrections.layers import ActivationCatcher, get_layer
+from utils.distributed import get_context
 
 
 def _all_logits_random(logits, y):
-    signs = torch.randint(0, 2, logits.shape, device=logits.device).to(logits) * 2 - 1
+    # signs drawn for the global batch, this rank's rows kept: torchrun gives one process's signs
+    total, rows = get_context().batch_span(len(logits))
+    signs = torch.randint(0, 2, (total, *logits.shape[1:]), device=logits.device)[rows].to(logits) * 2 - 1
     return (logits * signs).sum()
 
 

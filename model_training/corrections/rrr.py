@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from model_training.corrections.base import Correction, register_correction
+from utils.distributed import get_context
 
 
 def _squared(grad, mask):
@@ -28,13 +29,19 @@ PENALTIES = {"squared": _squared, "cosine": _cosine}
 
 
 def rrr_penalty(x, logits, mask, has_mask, kind="squared"):
-    """Mean RRR penalty over the samples with a mask; ``x`` must be the graph input of ``logits``."""
-    if not bool(has_mask.any()):
+    """Mean RRR penalty over the samples with a mask; ``x`` must be the graph input of ``logits``.
+
+    Under ``torchrun`` the mean is over the masked samples of the global batch, whichever ranks
+    hold them (a rank without any contributes zero).
+    """
+    context = get_context()
+    n_masked = context.sum([int(has_mask.sum())])[0]
+    if n_masked == 0 or not bool(has_mask.any()):
         return logits.sum() * 0.0  # keeps the graph; nothing to penalise in this batch
     log_probs = F.log_softmax(logits, dim=1).sum()
     (grad,) = torch.autograd.grad(log_probs, x, create_graph=True)
-    penalty = PENALTIES[kind](grad, mask.to(grad))
-    return penalty[has_mask].mean()
+    penalty = PENALTIES[kind](grad, mask.to(grad))[has_mask]
+    return context.mean_share(penalty.sum(), n_masked) if context.enabled else penalty.mean()
 
 
 @register_correction("RRR")

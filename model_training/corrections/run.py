@@ -1,5 +1,11 @@
 """Run one correction: load the model, freeze, prepare the method, fine-tune with the shared
-Trainer (unless training-free), save the corrected checkpoint and a first evaluation."""
+Trainer (unless training-free), save the corrected checkpoint and a first evaluation.
+
+Under ``torchrun`` every rank loads the same model and prepares the method (each computing a share
+of the activations / heatmaps it needs, with rank 0's CAV or C1/C2 used by all, see
+``model_training.corrections.cavs`` and ``isnet``); fine-tuning is the Trainer's multi-process
+loop; rank 0 alone writes files and evaluates.
+"""
 import time
 from pathlib import Path
 
@@ -14,7 +20,7 @@ from model_training.trainer import Trainer
 from models import get_model, layer_for_config
 from utils.checkpoint import save_checkpoint
 from utils.config import save_resolved_config
-from utils.device import resolve_device
+from utils.distributed import get_context, training_device
 from utils.errors import UserError
 from utils.io import write_json
 from utils.metrics import evaluate_subsets
@@ -63,7 +69,8 @@ def run_correction(config, overwrite=False, resume=False):
         raise UserError(f"{out_dir} already holds a corrected model; pass --overwrite to correct again")
     if config.artifact is None:
         raise UserError("'artifact': the mitigation step needs the artifact to unlearn")
-    device = resolve_device(config.device)
+    context = get_context(config.device)
+    device = training_device(context, config.device)
     torch.manual_seed(config.seed)
     splits = get_dataset_from_config(config)
     in_channels = splits.train.load_raw(0).shape[0]
@@ -77,7 +84,8 @@ def run_correction(config, overwrite=False, resume=False):
     if config.freeze and not from_scratch:
         example = splits.train.normalize(splits.train.load_raw(0))[None].to(device)
         frozen = freeze_up_to(model, ctx.layer_name, example)
-    save_resolved_config(config, out_dir)
+    if context.is_main:
+        save_resolved_config(config, out_dir)
 
     start = time.time()
     method.prepare(ctx)
@@ -89,11 +97,14 @@ def run_correction(config, overwrite=False, resume=False):
         trainer.input_requires_grad = ctx.extras.get("input_requires_grad", False)
         trainer.frozen_modules = frozen + batchnorm_kept_in_eval(config, model, method)
         trainer.grad_clip = config.grad_clip or method.grad_clip
-        if resume and (out_dir / "checkpoints" / "last.pt").exists():
+        last = out_dir / "checkpoints" / "last.pt"
+        if resume and context.same_on_all_ranks(last.exists(), f"whether {last} exists"):
             trainer.resume()
         history = trainer.fit()
         method.finish(model)
     seconds = time.time() - start
+    if not context.is_main:  # rank 0 saves and evaluates the corrected model
+        return out_dir, {"method": config.method, "correction_seconds": seconds, "history": history}
 
     save_checkpoint(target, model, config.model_name, splits.n_classes, config.model_dump(mode="json"),
                     correction={"method": config.method, "layer_name": ctx.layer_name, "state": method.state()},

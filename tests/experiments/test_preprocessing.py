@@ -138,3 +138,45 @@ def test_cli_reports_a_missing_checkpoint(write_config, capsys):
         main(["--config_file", str(path)])
     assert exit_info.value.code == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_rank_shards_resume_and_merge_into_the_single_process_file(audit_config):
+    """What each rank of a torchrun run does, in one process: shards of whole batches, an
+    interrupted shard continued, the merge giving the single-process file."""
+    from datasets import get_dataset_from_config
+    from models import get_model_for_config
+    from tests.conftest import assert_same_h5
+    from utils.distributed import DistContext
+    from utils.feature_store import merge_shards, remove_shards, shard_paths
+    from utils.preprocessing import Preprocessor, shard_range
+
+    reference = audit_config(name="single")
+    preprocess(reference, progress=False)
+    config = audit_config(name="sharded")
+    dataset = get_dataset_from_config(config).train
+    runner = Preprocessor(config, get_model_for_config(config, 2), progress=False)
+    plan = runner.plan(dataset, "train")
+    ranks = [DistContext(rank, 2) for rank in range(2)]
+    # 20 rows in batches of 8: rank 0 takes the first two batches, rank 1 the short last one
+    assert [shard_range(20, 8, rank) for rank in ranks] == [(0, 16), (16, 20)]
+
+    def stop_after_one(position):
+        if position >= 8:
+            raise KeyboardInterrupt
+
+    assert runner.open_shard(plan, ranks[0]) == 0
+    runner.on_batch = stop_after_one
+    with pytest.raises(KeyboardInterrupt):
+        runner.fill_shard(dataset, plan, ranks[0])
+    runner.on_batch = None
+    assert runner.open_shard(plan, ranks[0]) == 8  # continues at its second batch
+    for rank in ranks:
+        runner.open_shard(plan, rank)
+        runner.fill_shard(dataset, plan, rank)
+    finished = [shard_paths(plan.path, rank.rank, 2)[1] for rank in ranks]
+    assert runner.open_shard(plan, ranks[1]) == 4  # a finished shard is kept, not recomputed
+    merge_shards(plan.path, finished, plan.n_samples, plan.meta, config.batch_size)
+    remove_shards(plan.path)
+    assert_same_h5(store_path(reference, "train"), plan.path)
+    assert not list(plan.path.parent.glob(".*.h5"))
+    assert preprocess(config, progress=False)[0].n_computed == 0  # the merged store counts as finished

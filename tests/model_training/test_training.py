@@ -42,3 +42,25 @@ def test_resume_continues_exactly(write_config, tmp_path):
     assert b["epoch"] == 3 and len(b["history"]) == 3
     for key, value in a["model_state_dict"].items():
         assert torch.allclose(value.float(), b["model_state_dict"][key].float(), atol=1e-6), key
+
+
+def test_mixed_precision_is_bfloat16_autocast_on_cuda_only(write_config, capsys):
+    import contextlib
+
+    from utils.device import autocast, mixed_precision_enabled
+
+    assert not mixed_precision_enabled(True, torch.device("cpu"))
+    assert "'mixed_precision' needs a CUDA device" in capsys.readouterr().err
+    assert mixed_precision_enabled(True, torch.device("cuda")) and not mixed_precision_enabled(False, torch.device("cuda"))
+    assert isinstance(autocast(torch.device("cpu"), True), contextlib.nullcontext)
+    assert isinstance(autocast(torch.device("cuda"), False), contextlib.nullcontext)
+    with pytest.warns(UserWarning) if not torch.cuda.is_available() else contextlib.nullcontext():
+        context = autocast(torch.device("cuda"), True)  # built, not entered: no GPU needed
+    assert isinstance(context, torch.autocast) and context.fast_dtype == torch.bfloat16
+    # a CPU run of a config asking for it trains in float32, like the same config without it
+    config = load_config(write_config("amp", **TINY_TRAINING, num_epochs=1, device="cpu", mixed_precision=True),
+                         TrainingConfig)
+    assert "mixed_precision" in TrainingConfig.model_fields and config.mixed_precision
+    from model_training.trainer import Trainer
+
+    assert Trainer(config).mixed_precision is False

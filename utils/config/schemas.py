@@ -92,6 +92,8 @@ class TrainingConfig(BaseConfig):
     eval_every: int = Field(1, ge=1)
     augment: bool = True
     pretrained_weights: str | None = Field(None, description="local state dict to start from")
+    mixed_precision: bool = Field(False, description="bfloat16 autocast of the training forward pass on CUDA; "
+                                  "ignored with a warning on a CPU")
 
     @field_validator("milestones", mode="before")
     @classmethod
