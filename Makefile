@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_CONFIG ?= config_files/pipeline/synth_derm.yaml
 
 .PHONY: demo test install clean-outputs
 
@@ -14,7 +15,7 @@ $(STAMP): requirements.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m experiments.demo
+	$(PY) -m experiments.run_pipeline --config_file $(DEMO_CONFIG)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -13,7 +13,7 @@ REDUCED = {
     "training": {"num_epochs": 2, "lr": 0.003},
     "audit": {"heatmap_size": 16, "spray_n_neighbors": 8, "spray_n_eigval": 8, "spray_n_clusters": [2, 3],
               "spray_min_cluster_size": 5, "lof_n_neighbors": 8, "dora_sams_steps": 3, "dora_n_refs": 2,
-              "crp_n_refs": 2, "retrieval_top_k": 8},
+              "crp_n_refs": 2, "retrieval_top_k": 8, "embedding_2d": "mds"},
     "annotation": {"n_seeds": 2, "seed_from": "gt"},
     "mitigation_common": {"num_epochs": 1, "lr": 0.001, "eval_max_samples": 10},
     "mitigation": [{"method": "Vanilla"}, {"method": "PClarc"}],
@@ -71,3 +71,35 @@ def test_changed_mitigation_reruns_only_mitigation(pipeline_run, tmp_path):
     run(config, log=lines.append)
     rerun = [line.split("]")[1].split(":")[0].strip() for line in lines if line.startswith("[") and "done" in line]
     assert rerun == ["Mitigation", "Re-evaluation", "Report"]
+
+
+OTHER_DATA = {  # the same audit with only the data (and model) keys changed
+    "image_folder": {"dataset_name": "image_folder", "img_size": 32, "layer_name": "features.6"},
+    "synth_ecg": {"dataset_name": "synth_ecg", "model_name": "tiny_cnn1d", "artifact": "defective_lead",
+                  "layer_name": None, "dataset_options": {"n_train": 90, "n_val": 30, "n_test": 30},
+                  "audit": {k: v for k, v in REDUCED["audit"].items() if k != "heatmap_size"}},
+}
+
+
+@pytest.mark.parametrize("name", list(OTHER_DATA))
+def test_same_command_on_other_data(name, tmp_path):
+    """Bring-your-own images (an export of the embedded data) and the embedded ECG data."""
+    import yaml
+
+    from datasets.export_image_folder import main as export_main
+
+    config = {**REDUCED, **OTHER_DATA[name], "output_dir": str(tmp_path / "outputs"),
+              "mitigation": [{"method": "Vanilla"}, {"method": "RRR", "lamb": 10.0}]}
+    if name == "image_folder":
+        source = tmp_path / "source.yaml"
+        source.write_text(yaml.safe_dump({k: REDUCED[k] for k in ("dataset_name", "img_size", "dataset_options")}))
+        export_main(["--config_file", str(source), "--out", str(tmp_path / "images")])
+        config.pop("dataset_options")
+        config["data_paths"] = [str(tmp_path / "images")]
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in config.items() if v is not None}))
+    root, results = run(path, log=lambda *_: None)
+    metrics = json.loads((root / "metrics.json").read_text())
+    assert SECTIONS <= set(metrics) and (root / "report.html").is_file()
+    assert {row["method"] for row in metrics["evaluate"]["comparison"]} >= {"Vanilla", "RRR"}
+    assert metrics["localize"]["n"] > 0 and 0.0 <= metrics["localize"]["iou_mean"] <= 1.0

@@ -63,8 +63,10 @@ def write_report(out_dir, title, sections, headline_rows, configs, metrics):
     ``sections``: list of (title, result) in step order; ``configs``: name -> resolved config dict.
     """
     out_dir = Path(out_dir)
-    figures_dir = out_dir / "figures"
-    figures_dir.mkdir(parents=True, exist_ok=True)
+    # report.md's own copies of the figures, made afresh (steps keep their originals elsewhere)
+    figures_dir = out_dir / "report_figures"
+    shutil.rmtree(figures_dir, ignore_errors=True)
+    figures_dir.mkdir(parents=True)
     versions = software_versions()
     html_parts = [f"<h1>{html.escape(title)}</h1>", '<div class="headline">', _html_table(headline_rows), "</div>"]
     md_parts = [f"# {title}", "", markdown_table(headline_rows) if headline_rows else "", ""]
@@ -85,7 +87,7 @@ def write_report(out_dir, title, sections, headline_rows, configs, metrics):
                               f"<figcaption>{html.escape(caption)}</figcaption></figure>")
             copy = figures_dir / f"{len(list(figures_dir.iterdir())):02d}_{Path(path).name}"
             shutil.copyfile(path, copy)
-            md_parts += [f"![{caption}](figures/{copy.name})", ""]
+            md_parts += [f"![{caption}]({figures_dir.name}/{copy.name})", ""]
     html_parts.append("<h2>Configs used</h2>")
     md_parts += ["## Configs used", ""]
     for name, config in configs.items():

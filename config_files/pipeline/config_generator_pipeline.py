@@ -1,0 +1,133 @@
+"""Write the configs of the whole audit (``python -m experiments.run_pipeline --config_file F``).
+
+Run ``python config_files/pipeline/config_generator_pipeline.py``: one YAML per audit is written
+beside this script (only those files are rewritten).
+
+* ``synth_derm.yaml`` — the default audit that ``make demo`` runs: the band-aid shortcut of the
+  embedded dermoscopy data. Its keys are copied from the committed per-step configs (training,
+  revealing, mitigation grid), so the pipeline and the step-by-step runs of the README agree.
+* ``synth_ecg.yaml`` — the same audit on the embedded 12-lead ECG data (defective-lead shortcut).
+* ``image_folder.yaml`` — the same audit on your own images (``dataset_name: image_folder``; the
+  data root comes from ``data_paths.image_folder`` in ``config_files/local_config.yaml``). Try it on
+  an export of the embedded data first:
+  ``python -m datasets.export_image_folder --config_file config_files/training/synth_derm/tiny_vgg_adam_lr0.003.yaml --out outputs/example_image_folder``.
+
+A pipeline config has the shared keys at the top and one section per step (``training``,
+``audit``, ``annotation``, ``mitigation_common``, ``mitigation``); see ``utils/pipeline/config.py``.
+"""
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
+
+from utils.config.schemas import BaseConfig  # noqa: E402
+from utils.io import write_text  # noqa: E402
+
+OUT_DIR = Path(__file__).resolve().parent
+CONFIGS = ROOT / "config_files"
+SHARED = set(BaseConfig.model_fields) - {"config_name", "ckpt_path", "output_dir"}
+# the pipeline trains (or loads) its own model and passes its checkpoint to every later step
+NOT_COPIED = {"ckpt_path", "output_dir", "config_name"}
+# keys every correction run of a pipeline shares (fine-tuning schedule, evaluation sample cap)
+COMMON_MITIGATION_KEYS = ("optimizer", "lr", "num_epochs", "milestones", "eval_max_samples")
+
+SYNTH_DERM = {
+    "training": "training/synth_derm/tiny_vgg_adam_lr0.003.yaml",
+    "audit": "revealing/synth_derm/tiny_vgg_default.yaml",
+    # one run per method of config_files/bias_mitigation_controlled/synth_derm/: the grid's best
+    # configuration of each (chosen on the validation split; see the mitigation README)
+    "mitigation_dir": "bias_mitigation_controlled/synth_derm",
+    "mitigation": ["Vanilla_features.10", "RRR_features.6_lamb100", "RRClarc_features.10_lamb10000",
+                   "PClarc_features.10", "ReactivePClarc_features.10", "ISNet_selective"],
+    "annotation": {"seed_from": "spray", "n_seeds": 5},
+}
+
+SYNTH_ECG = {
+    "training": "training/synth_ecg/tiny_cnn1d_adam_lr0.003.yaml",
+    "shared": {"artifact": "defective_lead"},
+    "audit": {"heatmap_size": None},
+    "annotation": {"seed_from": "spray", "n_seeds": 5},
+    "mitigation_common": {"optimizer": "adam", "lr": 0.0005, "num_epochs": 3, "milestones": [],
+                          "eval_max_samples": 200},
+    # no foreground masks for ECGs, hence no ISNet
+    "mitigation_runs": [{"method": "Vanilla"}, {"method": "RRR", "lamb": 100.0}, {"method": "PClarc"},
+                        {"method": "ReactivePClarc"}],
+}
+
+IMAGE_FOLDER = {
+    "training": "training/image_folder/tiny_vgg_adam_lr0.001.yaml",
+    "shared": {"img_size": 64, "artifact": "band_aid"},
+    "training_overrides": {"num_epochs": 24, "milestones": [16, 21], "lr": 0.003},
+    "audit_from": "revealing/synth_derm/tiny_vgg_default.yaml",
+    "annotation": {"seed_from": "spray", "n_seeds": 5},
+    "mitigation_from": "synth_derm",
+}
+
+
+def _read(relative):
+    return yaml.safe_load((CONFIGS / relative).read_text())
+
+
+def _split(config):
+    """(shared keys, step-specific keys) of a per-step config."""
+    shared = {k: v for k, v in config.items() if k in SHARED}
+    own = {k: v for k, v in config.items() if k not in SHARED and k not in NOT_COPIED}
+    return shared, own
+
+
+def _mitigation(spec):
+    """(keys every run shares, one dict per run) from the named configs of a mitigation grid."""
+    per_run = SHARED - {"layer_name"}  # a correction's layer is its own; the data and model keys are the pipeline's
+    runs = [{k: v for k, v in _read(f"{spec['mitigation_dir']}/{name}.yaml").items()
+             if k not in per_run and k not in NOT_COPIED} for name in spec["mitigation"]]
+    common = {k: runs[0][k] for k in COMMON_MITIGATION_KEYS
+              if k in runs[0] and all(run.get(k) == runs[0][k] for run in runs)}
+    return common, [{k: v for k, v in run.items() if k not in common} for run in runs]
+
+
+def synth_derm():
+    shared, training = _split(_read(SYNTH_DERM["training"]))
+    audit_shared, audit = _split(_read(SYNTH_DERM["audit"]))
+    common, runs = _mitigation(SYNTH_DERM)
+    header = "The default audit (make demo): the band-aid shortcut of the embedded dermoscopy data"
+    return header, {**shared, **audit_shared, "training": training, "audit": audit,
+                    "annotation": SYNTH_DERM["annotation"], "mitigation_common": common, "mitigation": runs}
+
+
+def synth_ecg():
+    shared, training = _split(_read(SYNTH_ECG["training"]))
+    header = "The audit of the embedded 12-lead ECG data: the defective-lead shortcut of the LVH class"
+    return header, {**shared, **SYNTH_ECG["shared"], "training": training, "audit": SYNTH_ECG["audit"],
+                    "annotation": SYNTH_ECG["annotation"], "mitigation_common": SYNTH_ECG["mitigation_common"],
+                    "mitigation": SYNTH_ECG["mitigation_runs"]}
+
+
+def image_folder():
+    shared, training = _split(_read(IMAGE_FOLDER["training"]))
+    audit_shared, audit = _split(_read(IMAGE_FOLDER["audit_from"]))
+    audit_shared.pop("dataset_name")
+    _, derm = synth_derm()
+    header = ("Your own images (dataset_name: image_folder; root from data_paths.image_folder in "
+              "config_files/local_config.yaml), here set up for an export of the embedded data")
+    return header, {**shared, **audit_shared, **IMAGE_FOLDER["shared"],
+                    "training": {**training, **IMAGE_FOLDER["training_overrides"]}, "audit": audit,
+                    "annotation": IMAGE_FOLDER["annotation"], "mitigation_common": derm["mitigation_common"],
+                    "mitigation": derm["mitigation"]}
+
+
+PIPELINES = {"synth_derm": synth_derm, "synth_ecg": synth_ecg, "image_folder": image_folder}
+
+
+def main():
+    for name, build in PIPELINES.items():
+        header, config = build()
+        text = yaml.safe_dump(config, sort_keys=False)
+        write_text(OUT_DIR / f"{name}.yaml", f"# {header}.\n# Written by config_generator_pipeline.py.\n{text}")
+    print(f"wrote {len(PIPELINES)} configs to {OUT_DIR}: {', '.join(PIPELINES)}")
+
+
+if __name__ == "__main__":
+    main()
