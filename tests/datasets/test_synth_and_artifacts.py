@@ -106,3 +106,15 @@ def test_flips_move_input_and_masks_together():
     flipped = [split.random_flips([x, x.clone()]) for _ in range(8)]
     assert all(torch.equal(a, b) for a, b in flipped)
     assert any(not torch.equal(a, x) for a, _ in flipped)
+
+
+def test_shipped_seed_annotations_show_the_band_aid():
+    """data/synth_derm_band_aid_seeds.json must name band-aid images of the default embedded data."""
+    import json
+
+    from conftest import ROOT
+
+    seeds = json.loads((ROOT / "data" / "synth_derm_band_aid_seeds.json").read_text())["band_aid"]
+    train = get_dataset("synth_derm", img_size=64, seed=0, artifact="band_aid").train
+    has = train.artifact_labels("band_aid")
+    assert len(seeds) == 5 and all(has[train.sample_ids.index(s)] for s in seeds)
