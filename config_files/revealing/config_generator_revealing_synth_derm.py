@@ -1,8 +1,13 @@
 """Write audit (preprocessing + reveal) configs for the embedded synthetic dermoscopy data set.
 
-Run ``python config_files/revealing/config_generator_revealing_synth_derm.py``: one YAML per model /
-variant is written into ``synth_derm/`` beside this script (only those files are rewritten). Each
-config audits the checkpoint written by the matching training config
+Run ``python config_files/revealing/config_generator_revealing_synth_derm.py``: it writes every
+committed YAML of ``synth_derm/`` beside this script (and only those files):
+
+* ``<model>_<variant>.yaml``: the reveal configs (``default`` and the variants in ``VARIANTS``);
+* ``tiny_vgg_features.<n>.yaml``: the layer sweep of bias modelling / localization (one file per
+  layer of tiny_vgg, with the localization settings measured on this data).
+
+Each config audits the checkpoint written by the matching training config
 (``config_files/training/synth_derm/<model>_adam_lr0.003.yaml``); ``ckpt_path`` is relative to the
 repository root, where every step is run from.
 """
@@ -12,7 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
 
-from utils.io import write_yaml  # noqa: E402
+import yaml  # noqa: E402
+
+from utils.io import write_text, write_yaml  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent / "synth_derm"
 TRAINING_RUN = "{model}_adam_lr0.003"
@@ -41,14 +48,56 @@ VARIANTS = {
 }
 
 
+
+# --- layer sweep of bias modelling / localization (keys owned by that step; written as they are) ---
+SWEEP_MODEL = "tiny_vgg"
+SWEEP_LAYERS = ("features.2", "features.6", "features.10", "features.14")
+SWEEP_HEADER = ("# Audit of the band-aid shortcut at layer {layer} of tiny_vgg (localization layer sweep).\n"
+                "# Run preprocessing with this file first; the CAV is fit on its train split.\n")
+SWEEP_COMMENT = ("# localization settings measured best on this data (see utils/config/bias.py for the METHODS defaults):\n"
+                 "# a pattern (signal) CAV, alpha2-beta1 rules, position-gated initial relevance, blurred 90th-percentile masks\n")
+SWEEP_LOCALIZATION = {
+    "localization_cav_type": "signal",
+    "localization_composite": "epsilon_alpha2_beta1_flat",
+    "localization_init": "position_gated",
+    "mask_threshold": "percentile",
+    "mask_percentile": 90,
+    "mask_blur_kernel": 31,
+    "mask_blur_sigma": 24,
+}
+
+
+def _ckpt(model):
+    return f"outputs/training/synth_derm/{model}/{TRAINING_RUN.format(model=model)}/checkpoints/best.pt"
+
+
+def _dump(mapping):
+    return yaml.safe_dump(mapping, sort_keys=False)
+
+
+def sweep_config_text(layer):
+    """The YAML text of the layer-sweep config of ``layer`` (with its comments)."""
+    head = {"dataset_name": "synth_derm", "img_size": 64, "seed": 0, "model_name": SWEEP_MODEL,
+            "ckpt_path": _ckpt(SWEEP_MODEL), "layer_name": layer, "batch_size": 64, "artifact": "band_aid"}
+    return SWEEP_HEADER.format(layer=layer) + _dump(head) + SWEEP_COMMENT + _dump(SWEEP_LOCALIZATION)
+
+
+def reveal_configs():
+    """``{file stem: config}`` of the reveal configs."""
+    configs = {}
+    for (model, model_keys), (variant, keys) in itertools.product(MODELS.items(), VARIANTS.items()):
+        configs[f"{model}_{variant}"] = {**BASE, "model_name": model, **model_keys, **keys, "ckpt_path": _ckpt(model)}
+    return configs
+
+
 def main():
     written = []
-    for (model, model_keys), (variant, keys) in itertools.product(MODELS.items(), VARIANTS.items()):
-        run = TRAINING_RUN.format(model=model)
-        config = {**BASE, "model_name": model, **model_keys, **keys,
-                  "ckpt_path": f"outputs/training/synth_derm/{model}/{run}/checkpoints/best.pt"}
-        name = f"{model}_{variant}"
+    for name, config in reveal_configs().items():
         write_yaml(OUT_DIR / f"{name}.yaml", config)
+        written.append(name)
+    for layer in SWEEP_LAYERS:
+        name = f"{SWEEP_MODEL}_{layer}"
+        write_text(OUT_DIR / f"{name}.yaml", sweep_config_text(layer))
         written.append(name)
     print(f"wrote {len(written)} configs to {OUT_DIR}: {', '.join(written)}")
 

@@ -3,7 +3,9 @@
 For class ``k`` and neuron ``c``: the ``crp_n_refs`` samples of class ``k`` with the highest stored
 ``rels_max[:, c]``; with ``crp_crop: true`` each is cropped to where the concept-conditional
 heatmap (relevance of class ``k`` flowing through neuron ``c``) exceeds ``crp_crop_fraction`` of its
-maximum. Writes ``crp_refs_class<k>.json`` in the preprocessing folder; the CRP plot step uses it.
+maximum. Writes ``crp_refs_class<k>.json`` in the preprocessing folder (the CRP plot step uses it)
+and the class's relevance-pattern outlier neurons, ``crp_class<k>.json``, in the reveal folder (as
+the SpRAy and DORA steps write theirs, so ``evaluate_reveal`` finds all three after these steps).
 """
 import argparse
 
@@ -13,7 +15,7 @@ from utils.config import AuditConfig, load_config, save_resolved_config
 from utils.io import write_json
 from utils.lrp.attribution import get_attributor
 from utils.paths import step_dir
-from utils.reveal.crp import build_references, references_path
+from utils.reveal.crp import build_references, references_path, run_crp
 from utils.reveal.dora import load_model_and_shape
 from utils.table import format_table
 
@@ -39,8 +41,12 @@ def main(argv=None):
         path = references_path(config, class_id)
         write_json(path, {"layer": layer, "class_id": class_id, "cropped": config.crp_crop,
                           "references": {str(c): v for c, v in refs.items()}})
+        result, outliers_path = run_crp(config, class_id)
+        top = result.payload(config)["outlier_neurons"][:3]
         rows.append({"class": class_id, "layer": layer, "neurons": len(refs),
-                     "with references": sum(bool(v) for v in refs.values()), "json": str(path)})
+                     "with references": sum(bool(v) for v in refs.values()),
+                     "top outlier neurons": ", ".join(str(o["channel"]) for o in top),
+                     "json": f"{path}, {outliers_path}"})
     print(format_table(rows))
 
 

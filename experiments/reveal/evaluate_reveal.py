@@ -2,7 +2,9 @@
 coverage of the artifact samples, AUROC of DORA/CRP top outlier neurons' pooled activations.
 
 Reads every ``spray*/dora*/crp*.json`` of the config's reveal folder and writes ``quality.json``
-beside them.
+beside them. ``passes`` of DORA/CRP is the literal criterion (AUROC of the pooled activation >= 0.9);
+the AUROC in either direction and inside the artifact's class are reported beside it (see
+:mod:`utils.reveal.evaluation`). A method without results is listed as not evaluated.
 """
 import argparse
 
@@ -27,14 +29,19 @@ def summary_rows(quality):
     rows = []
     for entry in quality["spray"]:
         best = entry["best_cluster"] or {}
-        rows.append({"method": "spray", "file": entry["file"], "measure": f"best cluster ({entry['best_clustering']})",
+        where = entry.get("layer") and f"{entry['layer']} {entry.get('feature')}" or "input heatmaps"
+        rows.append({"method": "spray", "file": entry["file"], "measure": f"best cluster ({entry['best_clustering']}, {where})",
                      "value": f"purity {best.get('purity', float('nan')):.2f}, coverage {best.get('coverage', float('nan')):.2f}",
                      "passes": entry["passes"]})
     for method in ("dora", "crp"):
         for entry in quality[method]:
-            rows.append({"method": method, "file": entry["file"], "measure": f"best AUROC of top-{quality['top_k']}",
+            rows.append({"method": method, "file": entry["file"],
+                         "measure": f"best AUROC of top-{quality['top_k']} ({entry.get('layer')} {entry['feature']})",
                          "value": f"{entry['best_auroc']:.3f} (either direction {entry['best_separation']:.3f}; "
-                                                                      f"rels_max {entry['best_relevance_auroc']:.3f})", "passes": entry["passes"]})
+                                  f"within class {entry['best_auroc_within_class']:.3f}; "
+                                  f"rels_max {entry['best_relevance_auroc']:.3f})", "passes": entry["passes"]})
+    for method, hint in quality.get("missing", {}).items():
+        rows.append({"method": method, "file": "-", "measure": "not evaluated", "value": hint, "passes": False})
     return rows
 
 

@@ -1,5 +1,6 @@
 """Reveal entry points end to end on a reduced configuration: every step runs, writes its JSON,
-ranks deterministically, and the band-aid shortcut of a quickly trained tiny model is found.
+ranks deterministically, and ``evaluate_reveal`` scores all three methods against the band-aid
+ground truth (measured floors; the task's thresholds are an xfail with the measured numbers).
 
 One module-scoped fixture trains the model (seconds: small images held in memory) and writes the
 preprocessing store; the tests share it.
@@ -13,8 +14,9 @@ import yaml
 from utils.config import AuditConfig, load_config
 from utils.reveal.results import result_path
 
-# Small images: the band-aid stays visible while the lesion's fine properties blur, so even a
-# short training run leans on the shortcut, the situation the reveal methods must expose.
+# Small images and half of the benign images with a band-aid (none of the melanomas): a model
+# trained in seconds. It learns the lesion as well as the band-aid (train accuracy of benign images
+# 0.98 with a band-aid, 0.92 without), so the shortcut is there but does not dominate.
 REDUCED = {"dataset_name": "synth_derm", "img_size": 16, "seed": 0,
            "dataset_options": {"n_train": 240, "n_val": 8, "n_test": 8},
            "artifacts": {"band_aid": {"benign": 0.5}}, "artifact": "band_aid",
@@ -45,7 +47,25 @@ def _train(config_path, ckpt):
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
+    _precise_batchnorm(model, x)
     save_checkpoint(ckpt, model.eval(), "tiny_vgg", 2)
+
+
+def _precise_batchnorm(model, x):
+    """BatchNorm running statistics of the final weights (one pass over the training images).
+
+    After only a few dozen fast-moving Adam steps the running averages still describe earlier
+    weights, and the eval-mode model the reveal steps audit predicts one class for every image
+    (train accuracy 0.50, where the same weights reach 0.95 with these statistics)."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the pass
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for norm in norms:
+        norm.momentum = 0.1
 
 
 @pytest.fixture(scope="module")
@@ -113,24 +133,65 @@ def test_crp_steps_write_json_and_plot(audit):
     assert result["outlier_neurons"] and result_path(config, "crp", 0).with_suffix(".png").is_file()
 
 
-@pytest.mark.xfail(strict=False, reason="not reached yet: the quickly trained tiny model's band-aid neurons "
-                   "are switched off by the artifact (AUROC of pooled activation << 0.5) and SpRAy's best "
-                   "band-aid cluster has purity ~0.5; see quality.json")
-def test_reveal_finds_the_band_aid(audit):
-    """Thresholds of the task: a SpRAy cluster of the benign class with band-aid purity >= 0.8
-    holding >= half its band-aid samples; a top-5 DORA or CRP neuron with AUROC >= 0.9."""
-    from experiments.reveal.evaluate_reveal import main as evaluate_main
+@pytest.fixture(scope="module")
+def quality(audit):
+    """quality.json of the reduced audit, after every reveal step has written its results."""
+    from experiments.preprocessing.run_crp_preprocessing import main as crp_main
+    from experiments.preprocessing.run_dora_preprocessing import main as dora_main
     from experiments.preprocessing.run_spray_preprocessing import main as spray_main
+    from experiments.reveal.evaluate_reveal import main as evaluate_main
 
     config = _config(audit)
     if not result_path(config, "spray", 0).is_file():
         spray_main(["--config_file", str(audit), "--class_indices", "0"])
+    if not result_path(config, "dora").is_file():
+        dora_main(["--config_file", str(audit)])
+    if not result_path(config, "crp", 0).is_file():
+        crp_main(["--config_file", str(audit)])
     evaluate_main(["--config_file", str(audit), "--artifact", "band_aid"])
-    quality = json.loads((result_path(config, "spray", 0).parent / "quality.json").read_text())
-    spray = [e for e in quality["spray"] if e["class_id"] == 0][0]
+    return json.loads((result_path(config, "spray", 0).parent / "quality.json").read_text())
+
+
+def test_quality_json_covers_every_method(quality):
+    assert quality["missing"] == {}
+    assert quality["thresholds"] == {"purity": 0.8, "coverage": 0.5, "auroc": 0.9}
+    assert [e["class_id"] for e in quality["crp"]] == [0, 1] and quality["dora"]
+    for entry in quality["dora"] + quality["crp"]:
+        assert len(entry["top_neurons"]) == 5
+        assert {"auroc", "separation", "auroc_within_class", "relevance_auroc"} <= set(entry["top_neurons"][0])
+        assert entry["best_separation"] >= entry["best_auroc"]
+        assert entry["passes"] == (entry["best_auroc"] >= 0.9)
+
+
+def _spray_class0(quality):
+    return [e for e in quality["spray"] if e["class_id"] == 0][0]
+
+
+def _best_neuron(quality, key):
+    return max(e[key] for m in ("dora", "crp") for e in quality[m])
+
+
+def test_reveal_quality_floors_measured_on_the_reduced_config(quality):
+    """What the default reveal settings reach on this reduced model (measured; see the xfail below
+    for the task's thresholds): a SpRAy cluster of the benign class that is band-aid-pure at the
+    task's purity (0.8; base rate 0.55) but holds only ~0.4 of the band-aid samples (task: 0.5),
+    and a top-5 outlier neuron whose activation separates band-aid samples at ~0.83 -- in the
+    inhibitory direction (the band-aid switches it off), never at 0.9 with the activation as score."""
+    spray = _spray_class0(quality)
+    assert spray["best_cluster"]["purity"] >= 0.8 and spray["best_cluster"]["coverage"] >= 0.35, spray
+    assert _best_neuron(quality, "best_separation") >= 0.78, quality
+
+
+@pytest.mark.xfail(strict=False, reason="not reached by the reduced model (nor by the full-size demo model): "
+                   "best SpRAy cluster purity 0.82 / coverage 0.42; best top-5 neuron AUROC 0.63 (0.83 in "
+                   "the inhibitory direction, 0.60 inside the benign class). No single neuron of any layer "
+                   "reaches 0.9 inside the benign class; see the report of issue 4")
+def test_reveal_finds_the_band_aid(quality):
+    """Thresholds of the task: a SpRAy cluster of the benign class with band-aid purity >= 0.8
+    holding >= half its band-aid samples; a top-5 DORA or CRP neuron with AUROC >= 0.9."""
+    spray = _spray_class0(quality)
     assert spray["best_cluster"]["purity"] >= 0.8 and spray["best_cluster"]["coverage"] >= 0.5, spray
-    neurons = [e["best_auroc"] for m in ("dora", "crp") for e in quality[m]]
-    assert neurons and max(neurons) >= 0.9, quality
+    assert _best_neuron(quality, "best_auroc") >= 0.9, quality
 
 
 def test_bad_class_id_is_one_line(audit, capsys):

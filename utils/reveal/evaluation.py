@@ -4,9 +4,21 @@
   of that class's artifact samples it holds (coverage); a cluster with purity >= 0.8 and coverage
   >= 0.5 means the shortcut group is visible as one cluster.
 * DORA / CRP: for each of the top-k outlier neurons, the AUROC with which its pooled activation
-  separates artifact from non-artifact samples of the reveal split.
+  (DORA: ``cavs_<dora_aggregation>``; CRP: ``cavs_max``) separates artifact from non-artifact
+  samples of the reveal split. ``passes`` is the criterion of the task read literally: AUROC >= 0.9
+  with the activation itself as the score (the neuron fires *more* on the artifact). Reported beside
+  it, never mixed into it:
 
-Evaluators are a registry keyed by method; each reads the method's JSON files.
+  - ``separation`` = max(AUROC, 1 - AUROC): a neuron the artifact switches off also separates;
+  - ``auroc_within_class``: the same AUROC on the samples of the classes that carry the artifact
+    only. When the artifact lives in one class, a neuron that merely prefers that class scores well
+    above 0.5 on the whole split without responding to the artifact at all; inside the class that
+    confound is gone, so this is the stricter reading of "a neuron that detects the artifact";
+  - ``relevance_auroc``: the same with ``rels_max`` (how much the neuron matters on the artifact).
+
+Evaluators are a registry keyed by method; each reads the method's JSON files. A method without
+result files is listed under ``missing`` (with the command that writes them), so a table without
+a CRP row never silently reads as "CRP was checked".
 """
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -64,21 +76,30 @@ def _method_files(config, method):
     return sorted(folder.glob(f"{method}.json")) + sorted(folder.glob(f"{method}_class*.json"))
 
 
+def _store_rows(config):
+    """``sample_index -> store row`` (results name samples by their index in the split)."""
+    with open_store(config) as store:
+        index = store.array("sample_index")
+    return {int(i): r for r, i in enumerate(index)}
+
+
 @register_evaluator("spray")
 def evaluate_spray(config, flags, top_k):
     out = []
-    for path in _method_files(config, "spray"):
+    files = _method_files(config, "spray")
+    row_of = _store_rows(config) if files else {}
+    for path in files:
         result = read_json(path)
-        rows = np.asarray(result["sample_index"])
-        class_flags = flags[rows]  # store rows are in sample order
+        class_flags = flags[[row_of[int(i)] for i in result["sample_index"]]]
         if not class_flags.any():
             continue  # a class without the artifact has no cluster to find
         per_clustering = {name: best_cluster(labels, class_flags) for name, labels in result["clusterings"].items()}
         name, best = max(((n, b) for n, b in per_clustering.items() if b), default=(None, None),
                          key=lambda item: (item[1]["purity"] >= PURITY, item[1]["coverage"], item[1]["f1"]))
-        ranked = [o["sample_index"] for o in result["outlier_samples"]]
+        ranked = [row_of[int(o["sample_index"])] for o in result["outlier_samples"]]
         n_art = int(class_flags.sum())
-        out.append({"file": path.name, "class_id": result["class_id"], "artifact_samples": n_art,
+        out.append({"file": path.name, "class_id": result["class_id"], "space": result.get("space"),
+                    "layer": result.get("layer"), "feature": result.get("feature"), "artifact_samples": n_art,
                     "best_clustering": name, "best_cluster": best,
                     "default_clustering": per_clustering.get(result["default_clustering"]),
                     "outlier_precision_at_n_artifact": float(np.mean(flags[ranked[:n_art]])),
@@ -86,29 +107,52 @@ def evaluate_spray(config, flags, top_k):
     return out
 
 
+def _aurocs(flags, score):
+    auroc = float(roc_auc_score(flags, score))
+    return auroc, max(auroc, 1.0 - auroc)
+
+
+def artifact_class_rows(labels, flags):
+    """Rows of the classes that carry the artifact (single-label: label among them; multi-label:
+    any of their labels set)."""
+    labels, flags = np.asarray(labels), np.asarray(flags, dtype=bool)
+    if labels.ndim == 2:
+        classes = np.flatnonzero(labels[flags].any(0))
+        return labels[:, classes].any(1)
+    return np.isin(labels, np.unique(labels[flags]))
+
+
 def _neuron_evaluator(method, feature_of):
     def evaluate(config, flags, top_k):
         out = []
         with open_store(config) as store:
+            inside = artifact_class_rows(store.array("labels"), flags)
+            within = inside if 0 < flags[inside].sum() < inside.sum() else None
             for path in _method_files(config, method):
                 result = read_json(path)
+                feature = feature_of(config)
                 neurons = []
                 for entry in result["outlier_neurons"][:top_k]:
-                    score = store.features(entry["layer"], feature_of(config))[:, entry["channel"]]
+                    score = store.features(entry["layer"], feature)[:, entry["channel"]]
                     relevance = store.features(entry["layer"], "rels_max")[:, entry["channel"]]
-                    # the relevance AUROC is context only: it shows a neuron the model *uses* on the
-                    # artifact even where the activation alone does not single the artifact out
-                    neurons.append({"layer": entry["layer"], "channel": entry["channel"],
-                                    "auroc": float(roc_auc_score(flags, score)),
+                    auroc, separation = _aurocs(flags, score)
+                    neurons.append({"layer": entry["layer"], "channel": entry["channel"], "auroc": auroc,
+                                    "separation": separation,
+                                    "auroc_within_class": (float(roc_auc_score(flags[within], score[within]))
+                                                           if within is not None else float("nan")),
                                     "relevance_auroc": float(roc_auc_score(flags, relevance))})
-                best = max((n["auroc"] for n in neurons), default=float("nan"))
-                # a neuron the artifact switches off separates too (AUROC near 0); reported apart,
-                # the pass criterion stays the activation's own direction
-                separation = max((max(n["auroc"], 1 - n["auroc"]) for n in neurons), default=float("nan"))
-                out.append({"file": path.name, "class_id": result["class_id"], "feature": feature_of(config),
-                            "top_neurons": neurons, "best_auroc": best, "best_separation": separation,
-                            "best_relevance_auroc": max((n["relevance_auroc"] for n in neurons), default=float("nan")),
-                            "passes": bool(best >= AUROC)})
+
+                def best(key, rows=neurons):
+                    return max((n[key] for n in rows), default=float("nan"))
+
+                out.append({"file": path.name, "class_id": result["class_id"], "layer": result.get("layer"),
+                            "feature": feature, "top_neurons": neurons, "best_auroc": best("auroc"),
+                            "best_separation": best("separation"),
+                            "best_auroc_within_class": best("auroc_within_class"),
+                            "best_relevance_auroc": best("relevance_auroc"),
+                            "passes": bool(best("auroc") >= AUROC),
+                            "passes_either_direction": bool(best("separation") >= AUROC),
+                            "passes_within_class": bool(best("auroc_within_class") >= AUROC)})
         return out
 
     return evaluate
@@ -117,13 +161,22 @@ def _neuron_evaluator(method, feature_of):
 register_evaluator("dora")(_neuron_evaluator("dora", lambda c: f"cavs_{c.dora_aggregation}"))
 register_evaluator("crp")(_neuron_evaluator("crp", lambda c: "cavs_max"))
 
+# what writes each method's result files (named in ``missing``)
+PRODUCERS = {"spray": "experiments.preprocessing.run_spray_preprocessing",
+             "dora": "experiments.preprocessing.run_dora_preprocessing",
+             "crp": "experiments.preprocessing.run_crp_preprocessing (or experiments.reveal.crp.plot_crp_outliers_2d)"}
+
 
 def evaluate_reveal(config, artifact, top_k=5):
-    """Quality of every reveal result present for this config; ``{method: [per-file results]}``."""
+    """Quality of every reveal result present for this config; ``{method: [per-file results]}``
+    plus ``missing``: the methods that have no result files for this config."""
     flags = artifact_labels(config, artifact)
     if flags.all() or not flags.any():
         raise UserError(f"artifact '{artifact}' is in {'all' if flags.all() else 'none'} of the "
                         f"{config.reveal_split} samples; nothing to separate")
+    results = {method: func(config, flags, top_k) for method, func in _EVALUATORS.items()}
+    missing = [m for m in _EVALUATORS if not _method_files(config, m)]
     return {"artifact": artifact, "split": config.reveal_split, "top_k": top_k,
             "thresholds": {"purity": PURITY, "coverage": COVERAGE, "auroc": AUROC},
-            **{method: func(config, flags, top_k) for method, func in _EVALUATORS.items()}}
+            "missing": {m: f"no {m} results; run python -m {PRODUCERS.get(m, m)}" for m in missing},
+            **results}

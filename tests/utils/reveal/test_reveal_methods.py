@@ -135,3 +135,34 @@ def test_run_clusterings_skips_impossible_counts(config):
     cfg = config.model_copy(update={"spray_n_clusters": [2, 50]})
     result = run_clusterings(np.random.default_rng(0).random((10, 3)), ["kmeans"], cfg)
     assert list(result) == ["kmeans_2"]
+
+
+def test_best_cluster_prefers_a_pure_cluster_with_the_most_coverage():
+    from utils.reveal.evaluation import best_cluster
+
+    flags = np.r_[np.ones(10), np.zeros(20)].astype(bool)
+    labels = np.r_[np.zeros(6), np.ones(4), np.ones(20)]  # cluster 0: 6 of 10 artifacts, pure
+    best = best_cluster(labels, flags)
+    assert best["cluster"] == 0 and best["purity"] == 1.0 and best["coverage"] == pytest.approx(0.6)
+
+
+def test_within_class_auroc_removes_the_class_confound():
+    """The artifact lives in class 0 only: a neuron that merely prefers class 0 scores high on the
+    whole split, but 0.5 inside the class; only the artifact neuron separates inside the class."""
+    from sklearn.metrics import roc_auc_score
+
+    from utils.reveal.evaluation import artifact_class_rows
+
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(100), np.ones(100)].astype(int)
+    flags = np.zeros(200, dtype=bool)
+    flags[:40] = True
+    class_neuron = (labels == 0) + 0.1 * rng.random(200)
+    artifact_neuron = flags + 0.1 * rng.random(200)
+    inside = artifact_class_rows(labels, flags)
+    assert inside.sum() == 100 and inside[:100].all()
+    assert roc_auc_score(flags, class_neuron) > 0.8
+    assert roc_auc_score(flags[inside], class_neuron[inside]) == pytest.approx(0.5, abs=0.15)
+    assert roc_auc_score(flags[inside], artifact_neuron[inside]) == 1.0
+    multi = np.eye(2, dtype=int)[labels]  # multi-label form: same rows
+    assert np.array_equal(artifact_class_rows(multi, flags), inside)
