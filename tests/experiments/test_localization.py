@@ -54,6 +54,48 @@ def test_image_masks_layout_and_evaluation(write_config, model_name, layer, chan
     assert (out / "evaluation.csv").is_file() and (out / "config.yaml").is_file()
 
 
+GATED = {"localization_init": "peak_region", "localization_gate_quantile": 0.9, "localization_gate_samples": 8,
+         "mask_power": 0.5, "mask_closing": 14, "mask_fill_holes": True, "mask_components": "most_relevant"}
+
+
+def test_calibrated_gate_and_mask_clean_up(write_config, tmp_path):
+    from models import get_model
+    from utils.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "model.pt", get_model("tiny_vgg", 2).eval(), "tiny_vgg", 2)
+    path, config = _audit(write_config, "tiny_vgg", "features.10", 64, max_localization_samples=4,
+                          ckpt_path=str(tmp_path / "model.pt"), **GATED)
+    summary = eval_localization_quantitatively.main(["--config_file", str(path)])
+    out = step_dir(config, "localization", create=False) / "band_aid"
+    index = json.loads((out / "index.json").read_text())
+    cav = json.loads((out / "cav.json").read_text())
+    assert index["init"] == "peak_region" and index["gate_threshold"] == cav["gate_threshold"] != 0.0
+    assert summary["n"] == 4
+    # the threshold is the 0.9 quantile of the projections over the first 8 artifact-free training samples
+    from utils.bias.data import ground_truth_labels, load_split_features
+    from utils.bias.localization import projection_quantile
+    from utils.bias.localize import load_model
+    from utils.lrp.attribution import get_attributor
+
+    splits = get_dataset_from_config(config)
+    splits.train.augment = False
+    train = load_split_features(config, splits.train, "train", "features.10", config.cav_mode)
+    clean = train.indices[~ground_truth_labels(splits.train, "band_aid", train.indices)][:8]
+    model = load_model(config, splits, "cpu")
+    x = torch.stack([splits.train[int(i)][0] for i in clean])
+    expected = projection_quantile(get_attributor(model), [x], "features.10", cav["direction"], 0.9)
+    assert cav["gate_threshold"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_peak_region_on_tokens_is_one_line(write_config, capsys):
+    path, _ = _audit(write_config, "tiny_vit", "encoder.layers.encoder_layer_1", 32, max_localization_samples=2,
+                     localization_init="peak_region")
+    with pytest.raises(SystemExit) as exit_info:
+        localize_artifacts.main(["--config_file", str(path)])
+    assert exit_info.value.code == 2 and "peak_region" in capsys.readouterr().err
+
+
 # --- 1D: a tiny signal data set with a time-localized artifact and a tiny Conv1d model --------
 T = 96
 
@@ -97,8 +139,9 @@ if MODEL_1D not in _MODELS:
                              nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(8, n_classes))
 
 
-def test_signal_time_masks(write_config):
-    path = write_config("ecg", model_name=MODEL_1D, artifact="spike", max_localization_samples=5)
+@pytest.mark.parametrize("extra", [{}, {**GATED, "localization_init": "position_gated"}])
+def test_signal_time_masks(write_config, extra):
+    path = write_config("ecg", model_name=MODEL_1D, artifact="spike", max_localization_samples=5, **extra)
     config = load_config(path, AuditConfig)
     splits = DataSplits(_Signals("train", 40, 0), _Signals("val", 8, 1), _Signals("test", 20, 2))
     write_synthetic_stores(config, splits, "spike", ["3"], n_channels=8, split_names=("train",))

@@ -1,62 +1,125 @@
-"""Quality on the embedded data with the trained default model, on a reduced configuration.
+"""Band-aid retrieval, simulated annotation and localization quality on a reduced configuration.
 
-Needs the demo's checkpoint (``make demo`` trains it); skipped without it. The full-size numbers
-(500 test samples, 2000 train) are in the bias-modelling note; the thresholds here were set from
-what this reduced configuration measured (600 train / 200 test samples), with a small margin for
-the noise of the smaller sample, not loosened to pass.
+A module fixture trains its own tiny_vgg on 32-px synth_derm (500 training images, one thread:
+seconds) and preprocesses train and test; the tests run the entry points on it. The
+localization settings are read from the committed layer-sweep config of features.6 (at 32 px its
+16x16 grid is what features.10 has at 64 px, where the full-size audit localizes best).
+
+The issue's bars (test AUROC >= 0.95, AP >= 0.90, 90 % of the band-aid samples found after
+inspecting < 2x as many, IoU and artifact relevance >= 0.5) apply to the full configuration (demo
+checkpoint, 64 px, 2000 training images): see ``experiments/localization/README.md``. This
+quickly trained model is weaker; the thresholds below were set from what this configuration
+measured (in the comments), with a margin for numerical differences between machines, not
+loosened to pass.
 """
-from pathlib import Path
-
 import numpy as np
 import pytest
+import torch
+import yaml
 
 from conftest import ROOT
 from experiments.localization import eval_localization_quantitatively
 from experiments.sample_retrieval import refine, run_biased_sample_ranking
-from utils.config.audit import AuditConfig
-from utils.config.loader import load_config
-from utils.preprocessing import preprocess
 
-CKPT = ROOT / "outputs/training/synth_derm/tiny_vgg/tiny_vgg_adam_lr0.003/checkpoints/best.pt"
-pytestmark = pytest.mark.skipif(not CKPT.is_file(), reason="needs the demo's tiny_vgg checkpoint (make demo)")
+REDUCED = {"dataset_name": "synth_derm", "img_size": 32, "seed": 0, "model_name": "tiny_vgg",
+           "artifact": "band_aid", "batch_size": 64, "config_name": "quality",
+           "dataset_options": {"n_train": 500, "n_val": 8, "n_test": 200},
+           # band-aids in half of the benign images: a shortcut a short training run does pick up
+           "artifacts": {"band_aid": {"benign": 0.5}, "ruler": {"benign": 0.15, "melanoma": 0.15}},
+           "splits": ["train", "test"], "retrieval_eval_splits": ["test"]}
+COMMITTED = ROOT / "config_files/revealing/synth_derm/tiny_vgg_features.6.yaml"
+EPOCHS = 30
 
-REDUCED = {"dataset_name": "synth_derm", "img_size": 64, "seed": 0, "model_name": "tiny_vgg",
-           "ckpt_path": str(CKPT), "artifact": "band_aid", "batch_size": 64, "config_name": "quality",
-           "dataset_options": {"n_train": 600, "n_val": 20, "n_test": 200}, "splits": ["train", "test"],
-           "retrieval_eval_splits": ["test"]}
-# the localization settings of config_files/revealing/synth_derm/tiny_vgg_features.6.yaml
-LOCALIZATION = {"layer_name": "features.6", "localization_cav_type": "signal",
-                "localization_composite": "epsilon_alpha2_beta1_flat", "localization_init": "position_gated",
-                "mask_threshold": "percentile", "mask_percentile": 90, "mask_blur_kernel": 31,
-                "mask_blur_sigma": 24}
+
+def committed_localization():
+    """``layer_name`` and every localization / mask key of the committed config."""
+    config = yaml.safe_load(COMMITTED.read_text())
+    return {k: v for k, v in config.items()
+            if k == "layer_name" or k.startswith(("localization_", "mask_"))}
+
+
+def _train(config, ckpt):
+    from datasets import get_dataset_from_config
+    from models import get_model
+    from utils.checkpoint import save_checkpoint
+
+    split = get_dataset_from_config(config).train
+    split.augment = False
+    x = torch.stack([split[i][0] for i in range(len(split))])
+    y = torch.as_tensor(split.labels)
+    torch.manual_seed(0)
+    model = get_model("tiny_vgg", 2, img_size=config.img_size)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimiser, [21, 27], 0.1)
+    for _ in range(EPOCHS):
+        model.train()
+        for batch in torch.randperm(len(x)).split(32):
+            loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        schedule.step()
+    save_checkpoint(ckpt, model.eval(), "tiny_vgg", 2)
 
 
 @pytest.fixture(scope="module")
 def configs(tmp_path_factory):
-    import yaml
+    from utils.config.audit import AuditConfig
+    from utils.config.loader import load_config
+    from utils.preprocessing import preprocess
 
+    # one thread: on a shared 2-core machine two threads per process contend and run ~10x slower
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("quality")
+    base = {**REDUCED, "ckpt_path": str(folder / "model.pt"), "output_dir": str(folder / "outputs")}
     paths = {}
-    for name, extra in (("retrieval", {"layer_name": "features.10"}), ("localization", LOCALIZATION)):
+    for name, extra in (("retrieval", {"layer_name": "features.10"}), ("localization", committed_localization())):
         paths[name] = folder / f"{name}.yaml"
-        paths[name].write_text(yaml.safe_dump({**REDUCED, **extra, "output_dir": str(folder / "outputs")}))
-    # both configs share config_name, hence one preprocessing store
-    preprocess(load_config(paths["retrieval"], AuditConfig), progress=False)
-    return paths
+        paths[name].write_text(yaml.safe_dump({**base, **extra}))
+    config = load_config(paths["retrieval"], AuditConfig)
+    _train(config, folder / "model.pt")
+    preprocess(config, progress=False)  # both configs share config_name, hence one preprocessing store
+    yield paths
+    torch.set_num_threads(threads)
 
 
 def test_band_aid_retrieval(configs):
     results = run_biased_sample_ranking.main(["--config_file", str(configs["retrieval"])])
     test = results["variants"]["cavs_mean"]["splits"]["test"]
-    assert test["auroc"] >= 0.95 and test["ap"] >= 0.90  # measured 0.976 / 0.960
+    assert test["auroc"] >= 0.78 and test["ap"] >= 0.58  # measured 0.814 / 0.644
 
 
 def test_simulated_annotation(configs):
     result = refine.main(["--config_file", str(configs["retrieval"]), "--simulate"])
-    assert result["inspected_per_artifact_sample"] < 1.6  # measured 1.43; random order needs ~4.5
+    assert result["n_seeds"] == 5 and result["target_recall"] == 0.9
+    # 90 % of the band-aid samples found after inspecting this many per band-aid sample;
+    # measured 1.53, random order needs ~2.7 (0.9 * 500 / 133 band-aid samples)
+    assert result["inspected_per_artifact_sample"] < 1.7
 
 
 def test_band_aid_localization(configs):
+    from datasets import get_dataset_from_config
+    from utils.bias.localization import heatmap_masks, iou, load_localized_heatmaps, load_localized_masks
+    from utils.config.audit import AuditConfig
+    from utils.config.loader import load_config
+    from utils.paths import step_dir
+
     summary = eval_localization_quantitatively.main(["--config_file", str(configs["localization"])])
-    assert summary["artifact_relevance_mean"] >= 0.6  # measured 0.658
-    assert summary["iou_mean"] >= 0.42  # measured 0.469
+    assert summary["n"] >= 40
+    assert summary["artifact_relevance_mean"] >= 0.45  # measured 0.495
+    assert summary["iou_mean"] >= 0.30  # measured 0.336
+
+    # the mask clean-up of the committed settings beats METHODS' plain blur + Otsu on the same heatmaps
+    config = load_config(configs["localization"], AuditConfig)
+    folder = step_dir(config, "localization", create=False) / "band_aid"
+    heatmaps, masks = load_localized_heatmaps(folder), load_localized_masks(folder)
+    test = get_dataset_from_config(config).test
+    position = {sid: i for i, sid in enumerate(test.sample_ids)}
+    ids = list(heatmaps)
+    plain = heatmap_masks(torch.stack([heatmaps[s] for s in ids]))
+    targets = [test.get_mask(position[s], "band_aid") for s in ids]
+    plain_iou = np.mean([iou(m, t) for m, t in zip(plain, targets)])
+    committed_iou = np.mean([iou(masks[s], t) for s, t in zip(ids, targets)])
+    assert committed_iou == pytest.approx(summary["iou_mean"])
+    assert committed_iou >= plain_iou + 0.06  # measured 0.336 vs 0.241

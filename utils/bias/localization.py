@@ -2,10 +2,16 @@
 
 Heatmap (METHODS.md section 4): start the LRP backward pass at layer ``l`` with
 ``R_l = max(0, ReLU(a_l(x)) * v)`` (``v`` the CAV, broadcast over space or tokens), propagate to
-the input with the model's rules, sum over input channels and clamp at 0.
+the input with the model's rules, sum over input channels and clamp at 0. Optional rules restrict
+``R_l`` to positions whose projection ``<ReLU(a_l(x, p)), v>`` passes a gate (``position_gated``),
+or to the connected region of such positions around the strongest one (``peak_region``); the gate's
+threshold can be calibrated on samples without the artifact (:func:`projection_quantile`).
 
-Mask: Gaussian blur (kernel 7, sigma 8 at 224 px, scaled with the input size) then a threshold
-from a registry (``otsu``, ``percentile``). Images give (H, W) masks, signals (T,) time masks.
+Mask: optional power ``gamma`` of the heatmap (z+ relevance is heavy-tailed; Otsu on it picks only
+the peaks), Gaussian blur (kernel 7, sigma 8 at 224 px, scaled with the input size), a threshold
+from a registry (``otsu``, ``percentile``, ``relative``), then optional clean-up
+(:func:`refine_mask`): a morphological closing, hole filling, keeping the connected component with
+the most relevance. Images give (H, W) masks, signals (T,) time masks.
 
 Output layout read by mitigation (keep it stable)::
 
@@ -19,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from utils.errors import UserError
 from utils.io import atomic_path, read_json
@@ -41,25 +48,88 @@ def register_initial_relevance(name):
 
 
 @register_initial_relevance("channelwise")
-def _channelwise(activation, v, axis):
+def _channelwise(activation, v, axis, threshold=0.0):
     """METHODS.md: ``max(0, ReLU(a) * v)``; every channel with a positive CAV weight contributes."""
     return (activation.clamp(min=0) * v).clamp(min=0)
 
 
 @register_initial_relevance("position_gated")
-def _position_gated(activation, v, axis):
-    """``max(0, ReLU(a) * v)`` only at positions whose projection ``<ReLU(a(p)), v>`` is positive.
+def _position_gated(activation, v, axis, threshold=0.0):
+    """``max(0, ReLU(a) * v)`` only at positions whose projection ``<ReLU(a(p)), v>`` exceeds ``threshold``.
 
     Why: channels shared by the artifact and a distractor (e.g. straight edges of band-aids and
     rulers) carry a positive weight, so the channelwise rule lights the distractor up as well; at the
     distractor's positions the channels the CAV weighs negatively win, and the gate removes them.
     """
     product = activation.clamp(min=0) * v
-    return product.clamp(min=0) * (product.sum(axis, keepdim=True) > 0)
+    return product.clamp(min=0) * (product.sum(axis, keepdim=True) > threshold)
 
 
-def cav_initial_relevance(direction, channel_axis=1, rule="channelwise"):
-    """``init_rel`` for the attributor: the registered ``rule`` with ``v`` along ``channel_axis``."""
+@register_initial_relevance("peak_region")
+def _peak_region(activation, v, axis, threshold=0.0):
+    """``position_gated``, then only the connected region of gated positions that holds the position
+    with the largest projection (the strongest instance of the concept).
+
+    Why: a distractor that passes the gate elsewhere in the image (a ruler beside a band-aid) is cut
+    off when it does not touch the artifact. Samples with several instances keep only one.
+    """
+    if axis not in (1, 1 - activation.dim()) or activation.dim() < 3:
+        raise UserError("localization_init 'peak_region' needs a spatial feature map (N, C, *spatial); "
+                        "use 'position_gated' for this layer")
+    product = activation.clamp(min=0) * v
+    projection = product.sum(1)
+    gate = projection > threshold
+    return product.clamp(min=0) * peak_regions(projection, gate).unsqueeze(1).to(activation.device)
+
+
+def peak_regions(projection, gate) -> torch.Tensor:
+    """Per sample (N, *spatial): the connected component of ``gate`` (full connectivity) containing
+    the gated position of largest ``projection``; all False where nothing is gated."""
+    projection, gate = projection.detach().cpu(), gate.cpu()
+    keep = torch.zeros_like(gate)
+    structure = ndimage.generate_binary_structure(gate.dim() - 1, gate.dim() - 1)
+    for i, (values, allowed) in enumerate(zip(projection, gate)):
+        if not allowed.any():
+            continue
+        labels, _ = ndimage.label(allowed.numpy(), structure)
+        peak = int(torch.where(allowed, values, torch.tensor(-float("inf"))).argmax())
+        keep[i] = torch.from_numpy(labels == labels.ravel()[peak])
+    return keep
+
+
+def projection(activation, direction, channel_axis=1) -> torch.Tensor:
+    """``<ReLU(a(p)), v>`` at every position ``p`` (the channel axis summed out)."""
+    v = torch.as_tensor(np.asarray(direction), dtype=torch.float32).to(activation)
+    shape = [1] * activation.dim()
+    shape[channel_axis] = -1
+    return (activation.clamp(min=0) * v.view(shape)).sum(channel_axis)
+
+
+def projection_quantile(attributor, batches, layer, direction, quantile, channel_axis=1) -> float:
+    """The ``quantile`` of the projection ``<ReLU(a_l(x, p)), v>`` over every position ``p`` of the
+    inputs in ``batches`` (meant: training samples without the artifact).
+
+    Used as the gate threshold, it keeps the positions that look more like the concept than all but
+    a fraction ``1 - quantile`` of the positions in clean images: a per-position detector calibrated
+    at that false-positive rate, whatever the offset of ``v`` (a pattern CAV has no bias).
+    The activation is read where the localization reads it, in the attributor's ``init_rel``.
+    """
+    values = []
+
+    def capture(activation):
+        values.append(projection(activation, direction, channel_axis).detach().flatten().cpu())
+        return torch.zeros_like(activation)
+
+    for x in batches:
+        attributor.attribute(x, start_layer=layer, init_rel=capture)
+    if not values:
+        raise UserError("no samples without the artifact to calibrate the localization gate on")
+    return float(np.quantile(torch.cat(values).double().numpy(), quantile))
+
+
+def cav_initial_relevance(direction, channel_axis=1, rule="channelwise", threshold=0.0):
+    """``init_rel`` for the attributor: the registered ``rule`` with ``v`` along ``channel_axis``
+    (``threshold``: the gate of the gated rules)."""
     if rule not in _INITS:
         raise UserError(f"unknown localization_init '{rule}'; valid: {', '.join(sorted(_INITS))}")
     v = torch.as_tensor(np.asarray(direction), dtype=torch.float32)
@@ -67,14 +137,15 @@ def cav_initial_relevance(direction, channel_axis=1, rule="channelwise"):
     def init_rel(activation):
         shape = [1] * activation.dim()
         shape[channel_axis] = -1
-        return _INITS[rule](activation, v.to(activation).view(shape), channel_axis)
+        return _INITS[rule](activation, v.to(activation).view(shape), channel_axis, threshold=threshold)
 
     return init_rel
 
 
-def cav_heatmaps(attributor, x, layer, direction, channel_axis=1, rule="channelwise") -> torch.Tensor:
+def cav_heatmaps(attributor, x, layer, direction, channel_axis=1, rule="channelwise", threshold=0.0) -> torch.Tensor:
     """CAV-conditioned input heatmaps (N, *spatial), summed over input channels, clamped at 0."""
-    result = attributor.attribute(x, start_layer=layer, init_rel=cav_initial_relevance(direction, channel_axis, rule))
+    init_rel = cav_initial_relevance(direction, channel_axis, rule, threshold)
+    result = attributor.attribute(x, start_layer=layer, init_rel=init_rel)
     return result.heatmap.detach().float().sum(1).clamp(min=0).cpu()
 
 
@@ -113,7 +184,14 @@ def otsu_threshold(values, bins=256, **_):
 
 @register_threshold("percentile")
 def percentile_threshold(values, percentile=90.0, **_):
+    """Keeps the top ``100 - percentile`` % of the positions: assumes the artifact's size."""
     return float(np.percentile(np.asarray(values, dtype=np.float64), percentile))
+
+
+@register_threshold("relative")
+def relative_threshold(values, relative=0.3, **_):
+    """A fraction ``relative`` of the map's maximum."""
+    return relative * float(np.max(values))
 
 
 def blur_parameters(size, kernel_224=7, sigma_224=8.0):
@@ -121,6 +199,50 @@ def blur_parameters(size, kernel_224=7, sigma_224=8.0):
     scale = size / 224.0
     kernel = max(1, int(round(kernel_224 * scale)))
     return kernel + (kernel % 2 == 0), sigma_224 * scale
+
+
+def scaled_radius(size, radius_224) -> int:
+    """A radius in pixels (samples) given at 224 px, scaled to an input of ``size``."""
+    return max(0, int(round(radius_224 * size / 224.0)))
+
+
+def _ball(radius, ndim):
+    grid = np.indices((2 * radius + 1,) * ndim) - radius
+    return (grid ** 2).sum(0) <= radius ** 2
+
+
+MASK_COMPONENTS = ("all", "most_relevant")
+
+
+def refine_mask(mask, closing=0, fill_holes=False, components="all", relevance=None) -> np.ndarray:
+    """Clean up a binary mask (any number of dimensions); the steps run in this order.
+
+    closing : int
+        Radius (pixels) of a morphological closing with a ball: bridges gaps narrower than about
+        twice the radius, e.g. between the sparse edges and dots z+ relevance marks on one object.
+        The mask is padded first, so objects touching the border are not eroded there.
+    fill_holes : bool
+        Fill background regions not connected to the border (signals: gaps between segments).
+    components : ``"all"`` or ``"most_relevant"``
+        Keep every connected component (full connectivity), or only the one holding the largest
+        sum of ``relevance`` (same shape as ``mask``; default: the component's size).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if components not in MASK_COMPONENTS:
+        raise UserError(f"unknown mask_components '{components}'; valid: {', '.join(MASK_COMPONENTS)}")
+    if closing > 0 and mask.any():
+        padded = np.pad(mask, closing)
+        closed = ndimage.binary_closing(padded, _ball(closing, mask.ndim))
+        mask = closed[tuple(slice(closing, -closing) for _ in range(mask.ndim))]
+    if fill_holes:
+        mask = ndimage.binary_fill_holes(mask)
+    if components == "most_relevant" and mask.any():
+        labels, n = ndimage.label(mask, ndimage.generate_binary_structure(mask.ndim, mask.ndim))
+        if n > 1:
+            weights = np.ones(mask.shape) if relevance is None else np.asarray(relevance, dtype=np.float64)
+            sums = ndimage.sum_labels(weights, labels, np.arange(1, n + 1))
+            mask = labels == 1 + int(np.argmax(sums))
+    return mask
 
 
 def gaussian_blur(heatmaps, kernel, sigma) -> torch.Tensor:
@@ -140,18 +262,33 @@ def gaussian_blur(heatmaps, kernel, sigma) -> torch.Tensor:
     return out.squeeze(1)
 
 
-def heatmap_masks(heatmaps, threshold="otsu", kernel_224=7, sigma_224=8.0, **options) -> torch.Tensor:
-    """Boolean masks (N, *spatial) of where the heatmaps (N, *spatial, >= 0) concentrate."""
+def heatmap_masks(heatmaps, threshold="otsu", kernel_224=7, sigma_224=8.0, power=1.0, closing_224=0.0,
+                  fill_holes=False, components="all", **options) -> torch.Tensor:
+    """Boolean masks (N, *spatial) of where the heatmaps (N, *spatial, >= 0) concentrate.
+
+    ``power``: the positive heatmap is raised to it before the blur (< 1 compresses the peaks, so a
+    histogram threshold such as Otsu separates the object from the background rather than the few
+    strongest pixels from the rest). ``closing_224``: closing radius at 224 px (scaled like the
+    blur). ``fill_holes``, ``components``: see :func:`refine_mask`, where the component with the most
+    (positive, untransformed) relevance is kept. ``options`` go to the threshold
+    (``percentile``, ``relative``).
+    """
     if threshold not in _THRESHOLDS:
         raise UserError(f"unknown mask threshold '{threshold}'; valid: {', '.join(list_thresholds())}")
-    kernel, sigma = blur_parameters(max(heatmaps.shape[1:]), kernel_224, sigma_224)
-    blurred = gaussian_blur(heatmaps.clamp(min=0), kernel, sigma)
+    if power <= 0:
+        raise UserError(f"mask power must be > 0, got {power}")
+    size = max(heatmaps.shape[1:])
+    kernel, sigma = blur_parameters(size, kernel_224, sigma_224)
+    closing = scaled_radius(size, closing_224)
+    positive = heatmaps.float().clamp(min=0)
+    blurred = gaussian_blur(positive if power == 1 else positive ** power, kernel, sigma)
     masks = torch.zeros(blurred.shape, dtype=torch.bool)
     for i, values in enumerate(blurred):
         if values.max() <= 0:
             continue  # no positive relevance: nothing to localize
         values = (values / values.max()).numpy()
-        masks[i] = torch.from_numpy(values > _THRESHOLDS[threshold](values, **options))
+        mask = values > _THRESHOLDS[threshold](values, **options)
+        masks[i] = torch.from_numpy(refine_mask(mask, closing, fill_holes, components, positive[i].numpy()))
     return masks
 
 

@@ -11,7 +11,8 @@ from utils.bias.annotation import annotation_path, read_annotations
 from utils.bias.data import ground_truth_labels, has_ground_truth, positions
 from utils.bias.figures import no_augmentation, sample_grid
 from utils.bias.localization import (MASK_SUFFIX, artifact_relevance, cav_heatmaps, heatmap_masks, iou,
-                                     is_safe_id, load_index, read_mask, write_heatmap, write_mask)
+                                     is_safe_id, load_index, projection_quantile, read_mask, write_heatmap,
+                                     write_mask)
 from utils.bias.retrieval import fit_train_cav
 from utils.device import resolve_device
 from utils.errors import UserError
@@ -55,16 +56,39 @@ def load_model(config, splits, device):
     return get_model_for_config(config, splits.n_classes, in_channels=x.shape[0]).to(device).eval()
 
 
+def gate_threshold(config, splits, attributor, layer, direction, train, labels, axis, device) -> float:
+    """Threshold of the gated initial-relevance rules: 0, or calibrated on the artifact-free training
+    samples the CAV was fit on (``localization_gate_quantile``, see ``projection_quantile``)."""
+    if config.localization_gate_quantile is None or config.localization_init == "channelwise":
+        return 0.0
+    negatives = train.indices[~np.asarray(labels, dtype=bool)][:config.localization_gate_samples]
+    with no_augmentation(splits.train):
+        batches = (torch.stack([splits.train[int(i)][0] for i in negatives[s:s + config.batch_size]]).to(device)
+                   for s in range(0, len(negatives), config.batch_size))
+        return projection_quantile(attributor, batches, layer, direction, config.localization_gate_quantile, axis)
+
+
+def mask_options(config) -> dict:
+    """Keyword arguments of ``heatmap_masks`` from the config's ``mask_*`` keys."""
+    return {"threshold": config.mask_threshold, "kernel_224": config.mask_blur_kernel,
+            "sigma_224": config.mask_blur_sigma, "power": config.mask_power, "closing_224": config.mask_closing,
+            "fill_holes": config.mask_fill_holes, "components": config.mask_components,
+            "percentile": config.mask_percentile, "relative": config.mask_relative}
+
+
 def localize(config, splits, layer, artifact, out_dir, progress=True) -> dict:
     """Fit the train CAV, write heatmaps, masks and ``index.json`` for the selected samples."""
     out_dir = Path(out_dir)
     device = resolve_device(config.device)
-    cav, _, _ = fit_train_cav(config, splits, layer, config.cav_mode, artifact,
-                              cav_type=config.localization_cav_type or config.cav_type)
-    write_json(out_dir / "cav.json", {"layer": layer, "features": config.cav_mode, **cav.to_dict()})
+    cav, train, labels = fit_train_cav(config, splits, layer, config.cav_mode, artifact,
+                                       cav_type=config.localization_cav_type or config.cav_type)
     model = load_model(config, splits, device)
     spec = get_model_spec(config.model_name)
     attributor = get_attributor(model, backend=config.lrp_backend, composite=config.localization_composite)
+    axis = channel_axis(spec)
+    threshold = gate_threshold(config, splits, attributor, layer, cav.direction, train, labels, axis, device)
+    write_json(out_dir / "cav.json", {"layer": layer, "features": config.cav_mode, **cav.to_dict(),
+                                      "gate_threshold": threshold})
     dataset = splits.get(config.localization_split)
     indices = select_samples(config, dataset, artifact)
     suffix = MASK_SUFFIX.get(getattr(dataset, "modality", "image"), ".npy")
@@ -74,9 +98,8 @@ def localize(config, splits, layer, artifact, out_dir, progress=True) -> dict:
                           disable=not progress, leave=False):
             batch = indices[start:start + config.batch_size]
             x = torch.stack([dataset[int(i)][0] for i in batch]).to(device)
-            heatmaps = cav_heatmaps(attributor, x, layer, cav.direction, channel_axis(spec), config.localization_init)
-            masks = heatmap_masks(heatmaps, config.mask_threshold, config.mask_blur_kernel, config.mask_blur_sigma,
-                                  percentile=config.mask_percentile)
+            heatmaps = cav_heatmaps(attributor, x, layer, cav.direction, axis, config.localization_init, threshold)
+            masks = heatmap_masks(heatmaps, **mask_options(config))
             for i, heatmap, mask in zip(batch, heatmaps, masks):
                 sid = dataset.sample_ids[int(i)]
                 if not is_safe_id(sid):
@@ -86,7 +109,8 @@ def localize(config, splits, layer, artifact, out_dir, progress=True) -> dict:
                 write_mask(out_dir / entry["mask"], mask.numpy())
                 samples[sid] = entry
     index = {"artifact": artifact, "split": config.localization_split, "layer": layer,
-             "threshold": config.mask_threshold, "samples": samples}
+             "threshold": config.mask_threshold, "init": config.localization_init, "gate_threshold": threshold,
+             "samples": samples}
     write_json(out_dir / "index.json", index)  # last: its presence means every file above is complete
     shown = indices[:16]
     sample_grid(dataset, shown, [dataset.sample_ids[int(i)] for i in shown], out_dir / "masks_overview.png",

@@ -21,9 +21,15 @@ class BiasOptions(StrictModel):
         None, description="CAV method of localization; default: cav_type")
     localization_composite: str | None = Field(
         None, description="LRP composite of localization (utils.lrp.composites); default: the model's own")
-    localization_init: Literal["channelwise", "position_gated"] = Field(
-        "channelwise", description="initial relevance at the layer: max(0, ReLU(a) * v) everywhere, or only "
-        "where the local projection on v is positive")
+    localization_init: Literal["channelwise", "position_gated", "peak_region"] = Field(
+        "channelwise", description="initial relevance at the layer: max(0, ReLU(a) * v) everywhere, only "
+        "where the local projection on v passes the gate, or only in the connected gated region around the "
+        "strongest position")
+    localization_gate_quantile: float | None = Field(
+        None, gt=0, lt=1, description="gate threshold of position_gated / peak_region: this quantile of the "
+        "projection over all positions of training samples without the artifact; default: 0")
+    localization_gate_samples: int = Field(
+        256, ge=1, description="at most this many artifact-free training samples calibrate the gate")
     annotation_file: str | None = Field(
         None, description="JSON {artifact: [sample ids]}; default: <sample_retrieval step dir>/annotations.json")
     annotation_seeds: list[str] = Field(default_factory=list,
@@ -42,8 +48,17 @@ class BiasOptions(StrictModel):
     localization_samples: Literal["ground_truth", "annotations", "all"] = Field(
         "ground_truth", description="which samples get masks: artifact samples by ground truth or "
         "annotation, or every sample of the split")
-    mask_threshold: Literal["otsu", "percentile"] = "otsu"
+    mask_threshold: Literal["otsu", "percentile", "relative"] = "otsu"
     mask_percentile: float = Field(90.0, gt=0, lt=100, description="for mask_threshold: percentile")
+    mask_relative: float = Field(0.3, gt=0, lt=1, description="for mask_threshold: relative (fraction of the "
+                                 "blurred heatmap's maximum)")
+    mask_power: float = Field(1.0, gt=0, description="the heatmap is raised to this power before blur and "
+                              "threshold (< 1 compresses relevance peaks)")
+    mask_closing: float = Field(0.0, ge=0, description="radius of a morphological closing of the mask at 224 px "
+                                "(scaled with image size); 0: none")
+    mask_fill_holes: bool = Field(False, description="fill holes of the mask")
+    mask_components: Literal["all", "most_relevant"] = Field(
+        "all", description="keep every connected component of the mask, or the one with the most relevance")
     mask_blur_kernel: int = Field(7, ge=1, description="Gaussian kernel size at 224 px (scaled with image size)")
     mask_blur_sigma: float = Field(8.0, ge=0, description="Gaussian sigma at 224 px (scaled with image size)")
     max_localization_samples: int | None = Field(None, ge=1, description="cap on samples localized")

@@ -3,6 +3,7 @@
 Everything in float64 on small random models, with randomized BatchNorm statistics so that the
 merge of BatchNorm into the preceding layer is really exercised.
 """
+import dataclasses
 import warnings
 
 import pytest
@@ -179,6 +180,26 @@ def test_epsilon_plus_without_flat_first_layer_equals_zennit(name):
     assert_same_attribution(reference, fast)
 
 
+@pytest.mark.parametrize("name", ["tiny_vgg", "tiny_resnet", "test_small_vgg_bn", "test_bottleneck_resnet",
+                                  "test_cnn1d"])
+def test_alpha2_beta1_equals_zennit(name):
+    # test_cnn1d: a LeakyReLU gives the next conv a signed input, so both halves of alpha-beta are used
+    model, x = _model(name), _input(name)
+    assert FastBackend.supports(model, dataclasses.replace(get_model_spec(name), composite="epsilon_alpha2_beta1_flat"))
+    reference, fast = _both(model, x, composite="epsilon_alpha2_beta1_flat", targets=[1, 3],
+                            record_layers=get_model_spec(name).layer_names)
+    assert reference.heatmap.abs().sum() > 0
+    assert_same_attribution(reference, fast)
+
+
+def test_alpha2_beta1_from_a_start_layer_equals_crp():
+    # what CAV-conditioned localization computes
+    model, x = _model("tiny_vgg"), _input("tiny_vgg")
+    reference, fast = _both(model, x, composite="epsilon_alpha2_beta1_flat", start_layer="features.10",
+                            init_rel=lambda a: a.clamp(min=0) * 2, record_layers=["features.2"])
+    assert_same_attribution(reference, fast)
+
+
 def test_auto_picks_fast_for_supported_models():
     assert isinstance(get_attributor(_model("tiny_vgg")), FastBackend)
 
@@ -264,11 +285,17 @@ def test_unsupported_module_falls_back_to_zennit_with_a_warning():
     assert_same_attribution(reference, result)
 
 
-def test_unsupported_composite_falls_back_to_zennit():
+def test_unsupported_composite_falls_back_to_zennit(monkeypatch):
+    from zennit.composites import GuidedBackprop
+
+    from utils.lrp import composites
+
+    monkeypatch.setitem(composites.COMPOSITES, "test_guided_backprop", GuidedBackprop)
     model = _model("tiny_vgg")
     with pytest.warns(UserWarning, match="composite"):
-        attributor = get_attributor(model, composite="epsilon_alpha2_beta1_flat")
+        attributor = get_attributor(model, composite="test_guided_backprop")
     assert type(attributor).__name__ == "ZennitBackend"
+    assert isinstance(get_attributor(model, composite="epsilon_alpha2_beta1_flat"), FastBackend)
 
 
 def test_model_with_a_hook_falls_back_to_zennit():

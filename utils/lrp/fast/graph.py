@@ -81,8 +81,9 @@ CANONIZERS = {
     "resnet": (True, "norm"),
     "xresnet1d": (True, "norm"),  # SequentialMergeBatchNorm + ExplicitResidualCanonizer
 }
-# composite name -> does the first linear layer get the flat rule?
-COMPOSITES = {"epsilon_plus_flat": True, "epsilon_plus": False}
+# composite name -> (does the first linear layer get the flat rule?, rule of the other convolutions)
+COMPOSITES = {"epsilon_plus_flat": (True, "zplus"), "epsilon_plus": (False, "zplus"),
+              "epsilon_alpha2_beta1_flat": (True, "alpha_beta")}
 
 
 def register_family(model_class, steps):
@@ -134,7 +135,8 @@ class _Builder:
         self.merged_into = {}  # BatchNorm module -> the node of the layer it is merged into
         # SpecialFirstLayerMapComposite: the first conv/linear layer in registration order is flat
         self.first = None
-        if COMPOSITES[composite]:
+        flat_first, self.conv_rule = COMPOSITES[composite]
+        if flat_first:
             self.first = next((m for m in model.modules() if isinstance(m, LINEAR_TYPES)), None)
         self.leaf_sequence = []  # leaves in forward order, for the adjacency check
 
@@ -175,7 +177,7 @@ class _Builder:
     def affine(self, node_class, name, module):
         if module.weight is None:
             raise Unsupported(f"{type(module).__name__} without weight at '{name}'")
-        rule = "flat" if module is self.first else ("zplus" if node_class is rules.Conv else "epsilon")
+        rule = "flat" if module is self.first else (self.conv_rule if node_class is rules.Conv else "epsilon")
         node = node_class(name, module, rule, batch_norm=self.pairs.get(module))
         if node.batch_norm is not None:
             self.merged_into[node.batch_norm] = node

@@ -1,9 +1,10 @@
 """Leaves of the graph: one module, its eval-mode forward, and its LRP rule in closed form.
 
-The rules are those of zennit's ``EpsilonPlus(Flat)`` composites after its canonizers:
+The rules are those of zennit's ``EpsilonPlus(Flat)`` and ``EpsilonAlpha2Beta1Flat`` composites
+after its canonizers:
 
-* convolutions: z+ (``ZPlus``), linear layers: epsilon (``Epsilon``), the first linear layer of
-  the model: flat (``Flat``) when the composite asks for it;
+* convolutions: z+ (``ZPlus``) or alpha2-beta1 (``AlphaBeta(2, 1)``), linear layers: epsilon
+  (``Epsilon``), the first linear layer of the model: flat (``Flat``) when the composite asks for it;
 * BatchNorm after a conv/linear layer is merged into it, the BatchNorm itself becomes the map
   ``x / sqrt(1 + eps)`` (what zennit's merge leaves behind) and passes the gradient;
 * BatchNorm not merged: no rule, the gradient (a per-channel scale);
@@ -41,7 +42,7 @@ class Leaf(Node):
 
 
 class Affine(Leaf):
-    """A conv or linear layer with one of the rules ``zplus``, ``epsilon``, ``flat``.
+    """A conv or linear layer with one of the rules ``zplus``, ``alpha_beta``, ``epsilon``, ``flat``.
 
     ``batch_norm`` is the BatchNorm that zennit's ``SequentialMergeBatchNorm`` merges into this
     layer; the merged parameters are recomputed at every call because the model may be training.
@@ -52,7 +53,7 @@ class Affine(Leaf):
 
     def __init__(self, name, module, rule, batch_norm=None):
         super().__init__(name, module)
-        if rule not in ("zplus", "epsilon", "flat"):
+        if rule not in ("zplus", "alpha_beta", "epsilon", "flat"):
             raise ValueError(rule)
         self.rule, self.batch_norm = rule, batch_norm
 
@@ -99,6 +100,33 @@ class Affine(Leaf):
         s = torch.div(r, z, out=z)
         r_in = self.adjoint(s, x, _scaled(w_pos, gain)).mul_(x_pos)
         return r_in.add_(self.adjoint(s, x, _scaled(w_neg, gain)).mul_(x_neg))
+
+    alpha, beta = 2.0, 1.0  # zennit's AlphaBeta(alpha=2, beta=1) of EpsilonAlpha2Beta1(Flat)
+
+    def alpha_beta(self, x, weight, bias, r, gain):
+        """alpha-beta: the positive part ``z+ = x+ W+ + b+ + x- W-`` distributes ``alpha * r``, the
+        negative part ``z- = x+ W- + b- + x- W+`` takes ``beta * r`` away (zennit's ``AlphaBeta``).
+
+        ``z+ >= 0``, so zennit's stabilizer adds +eps there (eps joins the bias as in z+); ``z-`` is
+        stabilized by sign.
+        """
+        w_pos, w_neg = weight.clamp(min=0), weight.clamp(max=0)
+        b_pos = bias.clamp(min=0) + EPSILON if bias is not None else \
+            torch.full((weight.shape[0],), EPSILON, dtype=weight.dtype, device=weight.device)
+        b_neg = bias.clamp(max=0) if bias is not None else None
+        if self.nonneg_in:  # a ReLU output: the negative half of the input is zero
+            s_pos = r / self.apply(x, w_pos, b_pos)
+            s_neg = r / stabilize(self.apply(x, w_neg, b_neg))
+            r_in = self.adjoint(s_pos, x, _scaled(w_pos, gain * self.alpha))
+            return r_in.sub_(self.adjoint(s_neg, x, _scaled(w_neg, gain * self.beta))).mul_(x)
+        x_pos, x_neg = x.clamp(min=0), x.clamp(max=0)
+        s_pos = r / self.apply(x_pos, w_pos, b_pos).add_(self.apply(x_neg, w_neg, None))
+        s_neg = r / stabilize(self.apply(x_pos, w_neg, b_neg).add_(self.apply(x_neg, w_pos, None)))
+        positive = (self.adjoint(s_pos, x, _scaled(w_pos, gain)).mul_(x_pos)
+                    .add_(self.adjoint(s_pos, x, _scaled(w_neg, gain)).mul_(x_neg)))
+        negative = (self.adjoint(s_neg, x, _scaled(w_neg, gain)).mul_(x_pos)
+                    .add_(self.adjoint(s_neg, x, _scaled(w_pos, gain)).mul_(x_neg)))
+        return positive.mul_(self.alpha).sub_(negative.mul_(self.beta))
 
     def epsilon(self, x, weight, bias, r, gain):
         """epsilon: ``x W`` distributes ``r`` over the inputs, denominator kept off zero."""
