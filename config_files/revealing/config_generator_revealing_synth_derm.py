@@ -49,22 +49,29 @@ VARIANTS = {
 
 
 
-# --- layer sweep of bias modelling / localization (keys owned by that step; written as they are) ---
+# --- localization settings per layer of tiny_vgg, chosen on the val split (experiments/localization/README.md) ---
 SWEEP_MODEL = "tiny_vgg"
 SWEEP_LAYERS = ("features.2", "features.6", "features.10", "features.14")
 SWEEP_HEADER = ("# Audit of the band-aid shortcut at layer {layer} of tiny_vgg (localization layer sweep).\n"
                 "# Run preprocessing with this file first; the CAV is fit on its train split.\n")
-SWEEP_COMMENT = ("# localization settings measured best on this data (see utils/config/bias.py for the METHODS defaults):\n"
-                 "# a pattern (signal) CAV, alpha2-beta1 rules, position-gated initial relevance, blurred 90th-percentile masks\n")
-SWEEP_LOCALIZATION = {
-    "localization_cav_type": "signal",
-    "localization_composite": "epsilon_alpha2_beta1_flat",
-    "localization_init": "position_gated",
-    "mask_threshold": "percentile",
-    "mask_percentile": 90,
-    "mask_blur_kernel": 31,
-    "mask_blur_sigma": 24,
-}
+SWEEP_COMMENT = ("# localization settings chosen on the val split (see experiments/localization/README.md):\n"
+                 "# a pattern (signal) CAV, the model's own rules, initial relevance gated by a threshold calibrated on\n"
+                 "# artifact-free training samples, Otsu masks of the square-rooted heatmap, closed and hole-filled\n")
+# layer -> (initial relevance, gate quantile)
+LOCALIZATION_BY_LAYER = {"features.2": ("position_gated", 0.9), "features.6": ("position_gated", 0.98),
+                         "features.10": ("peak_region", 0.98), "features.14": ("peak_region", 0.95)}
+
+
+def localization_keys(layer):
+    init, quantile = LOCALIZATION_BY_LAYER[layer]
+    return {"localization_cav_type": "signal", "localization_composite": "epsilon_plus_flat",
+            "localization_init": init, "localization_gate_quantile": quantile, "mask_threshold": "otsu",
+            "mask_power": 0.5, "mask_blur_kernel": 7, "mask_blur_sigma": 8, "mask_closing": 10,
+            "mask_fill_holes": True}
+
+
+# the reveal configs of tiny_vgg localize at their own layer with that layer's settings
+MODELS["tiny_vgg"] = {**MODELS["tiny_vgg"], **localization_keys(MODELS["tiny_vgg"]["layer_name"])}
 
 
 def _ckpt(model):
@@ -79,7 +86,7 @@ def sweep_config_text(layer):
     """The YAML text of the layer-sweep config of ``layer`` (with its comments)."""
     head = {"dataset_name": "synth_derm", "img_size": 64, "seed": 0, "model_name": SWEEP_MODEL,
             "ckpt_path": _ckpt(SWEEP_MODEL), "layer_name": layer, "batch_size": 64, "artifact": "band_aid"}
-    return SWEEP_HEADER.format(layer=layer) + _dump(head) + SWEEP_COMMENT + _dump(SWEEP_LOCALIZATION)
+    return SWEEP_HEADER.format(layer=layer) + _dump(head) + SWEEP_COMMENT + _dump(localization_keys(layer))
 
 
 def reveal_configs():
