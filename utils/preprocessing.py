@@ -60,15 +60,16 @@ def layer_features(activation, relevance, axis=1) -> dict:
     """
     act = _channels_second(activation.float(), axis)
     rel = _channels_second(relevance.float(), axis)
-    positive = rel.clamp(min=0)
+    # the positive part's max and mean from the sums already needed (max(r, 0) = (r + |r|) / 2),
+    # without a clamped copy of the layer: these reductions are most of preprocessing's overhead
     per_channel = rel.sum(-1)
-    total = rel.abs().sum((1, 2)).unsqueeze(1)
+    magnitude = rel.abs().sum(-1)
     return {
         "cavs_max": act.amax(-1),
         "cavs_mean": act.mean(-1),
-        "rel": per_channel / (total + EPS),
-        "rels_max": positive.amax(-1),
-        "rels_mean": positive.mean(-1),
+        "rel": per_channel / (magnitude.sum(1, keepdim=True) + EPS),
+        "rels_max": rel.amax(-1).clamp(min=0),
+        "rels_mean": (per_channel + magnitude) / (2 * rel.shape[-1]),
     }
 
 

@@ -8,6 +8,7 @@ batches are written as they finish). Untrained models and random inputs: speed a
 not depend on the weights. Not a test; run ``python -m experiments.benchmarks.preprocessing``.
 """
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -38,11 +39,11 @@ class RandomInputs(torch.utils.data.Dataset):
         return torch.randn(3, self.img_size, self.img_size, generator=g), idx % self.n_classes
 
 
-def _config(model, img_size, batch, out_dir):
+def _config(model, img_size, batch, out_dir, backend="auto"):
     from utils.config import AuditConfig
 
     return AuditConfig(config_name=f"bench_{model}", model_name=model, img_size=img_size, batch_size=batch,
-                       output_dir=out_dir, device="cpu")
+                       output_dir=out_dir, device="cpu", lrp_backend=backend)
 
 
 def _model(name, img_size):
@@ -52,8 +53,9 @@ def _model(name, img_size):
     return get_model(name, 2, img_size=img_size)
 
 
-def speed(model_name, img_size, batch, n_batches, repeats=2):
-    """(plain images/s, preprocessing images/s) on the same batches, best of ``repeats``."""
+def speed(model_name, img_size, batch, n_batches, repeats=2, backend="auto"):
+    """(plain images/s, preprocessing images/s) on the same batches, best of ``repeats``; both use the
+    LRP ``backend`` (``auto``, ``fast`` or ``zennit``)."""
     from models import get_model_spec
     from utils.feature_store import StoreWriter
     from utils.lrp.attribution import get_attributor
@@ -63,9 +65,9 @@ def speed(model_name, img_size, batch, n_batches, repeats=2):
     data = RandomInputs(batch * n_batches, img_size)
     batches = [(torch.stack([data[i][0] for i in range(s, s + batch)]),
                 torch.tensor([data[i][1] for i in range(s, s + batch)])) for s in range(0, len(data), batch)]
-    attributor = get_attributor(model)
+    attributor = get_attributor(model, backend=backend)
     with tempfile.TemporaryDirectory() as tmp:
-        runner = Preprocessor(_config(model_name, img_size, batch, tmp), model, progress=False)
+        runner = Preprocessor(_config(model_name, img_size, batch, tmp, backend), model, progress=False)
         get_model_spec(model_name)
 
         def plain():
@@ -119,16 +121,18 @@ def main(argv=None):
                         help="model:img_size:batch_size:n_batches per case (default: %(default)s)")
     parser.add_argument("--memory_n", type=int, default=256, help="N of the memory check (N and 4N samples)")
     parser.add_argument("--memory_models", nargs="*", default=["tiny_vgg"], help="models of the memory check")
+    parser.add_argument("--backends", nargs="+", default=["auto"], choices=["auto", "fast", "zennit"],
+                        help="LRP backends to compare (default: %(default)s, the one steps use)")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
-    for case in args.cases:
+    for case, backend in itertools.product(args.cases, args.backends):
         name, img_size, batch, n_batches = case.split(":")
         img_size, batch, n_batches = int(img_size), int(batch), int(n_batches)
-        plain, prep = speed(name, img_size, batch, n_batches)
-        row = {"model": name, "px": img_size, "samples": batch * n_batches, "plain LRP img/s": plain,
-               "preprocessing img/s": prep, "ratio (plain/prep)": plain / prep}
-        if name in args.memory_models:
+        plain, prep = speed(name, img_size, batch, n_batches, backend=backend)
+        row = {"model": name, "backend": backend, "px": img_size, "samples": batch * n_batches,
+               "plain LRP img/s": plain, "preprocessing img/s": prep, "ratio (plain/prep)": plain / prep}
+        if name in args.memory_models and backend == args.backends[0]:
             row["peak RSS N (MiB)"] = child_peak_rss(name, img_size, batch, args.memory_n)
             row["peak RSS 4N (MiB)"] = child_peak_rss(name, img_size, batch, 4 * args.memory_n)
         rows.append(row)

@@ -112,6 +112,8 @@ def test_layer_features_layouts():
     feats = layer_features(act, rel, axis=1)
     torch.testing.assert_close(feats["cavs_max"], act.amax(-1))
     torch.testing.assert_close(feats["rels_mean"], rel.clamp(min=0).mean(-1))
+    torch.testing.assert_close(feats["rels_max"], rel.clamp(min=0).amax(-1))
+    torch.testing.assert_close(feats["cavs_mean"], act.mean(-1))
     torch.testing.assert_close(feats["rel"], rel.sum(-1) / rel.abs().sum((1, 2)).unsqueeze(1))
     tokens = layer_features(act.transpose(1, 2), rel.transpose(1, 2), axis=-1)  # (N, T, D) tokens
     for kind in feats:
