@@ -13,7 +13,7 @@ REDUCED = {
     "training": {"num_epochs": 2, "lr": 0.003},
     "audit": {"heatmap_size": 16, "spray_n_neighbors": 8, "spray_n_eigval": 8, "spray_n_clusters": [2, 3],
               "spray_min_cluster_size": 5, "lof_n_neighbors": 8, "dora_sams_steps": 3, "dora_n_refs": 2,
-              "crp_n_refs": 2, "retrieval_top_k": 8, "embedding_2d": "mds"},
+              "crp_n_refs": 2, "retrieval_top_k": 8, "embedding_2d": "mds", "n_outliers": 4},
     "annotation": {"n_seeds": 2, "seed_from": "gt"},
     "mitigation_common": {"num_epochs": 1, "lr": 0.001, "eval_max_samples": 10},
     "mitigation": [{"method": "Vanilla"}, {"method": "PClarc"}],
