@@ -60,7 +60,8 @@ def simulate(ctx, train) -> dict:
     config = ctx.config
     labels = ground_truth_labels(ctx.splits.train, ctx.artifact, train.indices)
     inspected, found = simulate_annotation(train.features, labels, config.annotation_n_seeds,
-                                           config.retrieval_top_k, config.cav_type, seed=config.seed)
+                                           config.retrieval_top_k, config.cav_type, seed=config.seed,
+                                           stop_recall=config.simulate_target_recall)
     random_found = random_order_curve(labels, config.annotation_n_seeds, inspected)
     n_pos = int(labels.sum())
     at_target = inspected_at_recall(inspected, found, n_pos, config.simulate_target_recall)

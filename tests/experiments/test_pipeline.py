@@ -14,7 +14,7 @@ REDUCED = {
     "audit": {"heatmap_size": 16, "spray_n_neighbors": 8, "spray_n_eigval": 8, "spray_n_clusters": [2, 3],
               "spray_min_cluster_size": 5, "lof_n_neighbors": 8, "dora_sams_steps": 3, "dora_n_refs": 2,
               "crp_n_refs": 2, "retrieval_top_k": 8, "embedding_2d": "mds", "n_outliers": 4},
-    "annotation": {"n_seeds": 2, "seed_from": "gt"},
+    "annotation": {"n_seeds": 2, "seed_from": "spray"},
     "mitigation_common": {"num_epochs": 1, "lr": 0.001, "eval_max_samples": 10},
     "mitigation": [{"method": "Vanilla"}, {"method": "PClarc"}],
 }
@@ -103,3 +103,26 @@ def test_same_command_on_other_data(name, tmp_path):
     assert SECTIONS <= set(metrics) and (root / "report.html").is_file()
     assert {row["method"] for row in metrics["evaluate"]["comparison"]} >= {"Vanilla", "RRR"}
     assert metrics["localize"]["n"] > 0 and 0.0 <= metrics["localize"]["iou_mean"] <= 1.0
+
+
+def test_recorded_annotations_are_used_as_they_are(pipeline_run, tmp_path):
+    """annotation.simulate: false takes the audit's annotation_file; without one, a one-line error."""
+    import yaml
+
+    from utils.errors import UserError
+
+    config, root = pipeline_run
+    recorded = yaml.safe_load(config.read_text())
+    recorded.update(config_name="reduced", annotation={"simulate": False}, mitigation=[{"method": "PClarc"}])
+    path = tmp_path / "recorded.yaml"
+    path.write_text(yaml.safe_dump(recorded))
+    with pytest.raises(UserError, match="'annotation.simulate': false needs 'audit.annotation_file'"):
+        run(path, log=lambda *_: None)
+    train = json.loads((root / "metrics.json").read_text())["annotate"]["seeds"]
+    annotations = tmp_path / "annotations.json"
+    annotations.write_text(json.dumps({"band_aid": train}))
+    recorded["audit"] = {**recorded["audit"], "annotation_file": str(annotations)}
+    path.write_text(yaml.safe_dump(recorded))
+    _, results = run(path, log=lambda *_: None)
+    assert results["annotate"]["metrics"]["recorded"] == len(train)
+    assert results["retrieve"]["metrics"]["variants"]

@@ -123,6 +123,27 @@ def reveal_outliers(config, known_ids, n) -> list:
     return sorted(candidates, key=lambda s: -candidates[s])[:n]
 
 
+def reveal_cluster_examples(config, known_ids, n_per_cluster) -> list:
+    """The ``n_per_cluster`` most central samples of every cluster of each SpRAy result's default
+    clustering (closest to the cluster's centre in the 2-D view): what a person skimming the
+    clusters looks at first. Noise points (label -1) are not a cluster."""
+    root = step_dir(config, "reveal", create=False)
+    examples = []
+    for path in sorted(root.rglob("spray*.json")) if root.is_dir() else []:
+        try:
+            data = read_json(path)
+            clusterings = data["clusterings"]  # the default one, else the first that was computed
+            labels = np.asarray(clusterings.get(data["default_clustering"]) or next(iter(clusterings.values())))
+            view, ids = np.asarray(data["embedding_2d"], dtype=float), list(data["sample_ids"])
+        except (json.JSONDecodeError, OSError, KeyError, TypeError):
+            continue
+        for cluster in sorted(set(labels.tolist()) - {-1}):
+            members = np.flatnonzero(labels == cluster)
+            distance = np.linalg.norm(view[members] - view[members].mean(0), axis=1)
+            examples += [str(ids[i]) for i in members[np.argsort(distance, kind="stable")][:n_per_cluster]]
+    return [s for s in dict.fromkeys(examples) if s in known_ids]
+
+
 def seed_ids(config, artifact, known_ids):
     """Seed samples and where they came from: annotation file, config, or reveal outliers."""
     known = set(known_ids)
@@ -164,9 +185,11 @@ def rank_unreviewed(features, sample_ids, state, method, top_k):
 
 
 # --- simulation --------------------------------------------------------------------------------
-def simulate_annotation(features, labels, n_seeds, batch, method, seed=0, max_inspected=None):
+def simulate_annotation(features, labels, n_seeds, batch, method, seed=0, max_inspected=None, stop_recall=1.0):
     """Annotate from ground truth: start from ``n_seeds`` random artifact samples, then repeatedly
-    refit the CAV and inspect the ``batch`` top-ranked unreviewed samples (best first).
+    refit the CAV and inspect the ``batch`` top-ranked unreviewed samples (best first), until
+    ``stop_recall`` of the artifact samples are found (the last few can take as many rounds as all
+    the others: stopping at the recall that is reported saves most of the time).
 
     Returns ``(inspected, found)``, one entry per inspected sample: after ``inspected[i]`` samples
     looked at (seeds count as inspected), ``found[i]`` artifact samples were identified.
@@ -180,7 +203,8 @@ def simulate_annotation(features, labels, n_seeds, batch, method, seed=0, max_in
     reviewed = np.zeros(len(labels), dtype=bool)
     reviewed[order] = True
     max_inspected = len(labels) if max_inspected is None else min(max_inspected, len(labels))
-    while len(order) < max_inspected and labels[order].sum() < len(positives):
+    goal = min(len(positives), int(np.ceil(stop_recall * len(positives) - 1e-9)))
+    while len(order) < max_inspected and labels[order].sum() < goal:
         scores = fit_cav(features, reviewed & labels, method).score(features)
         scores[reviewed] = -np.inf
         take = np.argsort(-scores, kind="stable")[:min(batch, max_inspected - len(order))]

@@ -2,6 +2,8 @@
 are thin wrappers; each function writes its JSON (and figure) into the evaluation folder of the
 config and returns its results.
 """
+import json
+
 import numpy as np
 import torch
 
@@ -24,9 +26,17 @@ def evaluation_dir(config):
     return out
 
 
+_SPLITS = {}  # the data of the last config evaluated in this process: comparing several corrections of one
+# model (compare_methods, the pipeline) re-renders nothing, as the splits keep their rendered samples
+
+
 def _setup(config):
     device = resolve_device(config.device)
-    return device, get_dataset_from_config(config)
+    key = json.dumps({**_data_key(config), "data_paths": config.data_paths}, sort_keys=True, default=str)
+    if key not in _SPLITS:
+        _SPLITS.clear()
+        _SPLITS[key] = get_dataset_from_config(config)
+    return device, _SPLITS[key]
 
 
 # --- 1. accuracy by subset -----------------------------------------------------------------------

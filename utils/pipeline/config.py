@@ -19,7 +19,10 @@ class AnnotationOptions(StrictModel):
     seed_from: str = Field("spray", description="reveal result whose outlier samples seed the annotation: "
                                                 "spray, or gt (ground truth, for a control)")
     n_seeds: int = Field(5, ge=1, description="seed samples taken from the reveal step")
-    simulate: bool = Field(True, description="answer the review questions from ground-truth annotations")
+    simulate: bool = Field(True, description="answer the review questions from ground-truth annotations; "
+                           "false: use the annotations recorded in audit.annotation_file as they are")
+    stop_precision: float = Field(0.25, ge=0, le=1, description="the reviewer stops after a round in which fewer "
+                                  "than this share of the shown samples carry the artifact")
 
 
 class PipelineConfig(BaseConfig):

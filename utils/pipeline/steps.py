@@ -177,21 +177,25 @@ def reveal_step(ctx):
                inputs=lambda ctx: _reveal_inputs(ctx) | ctx.config.annotation.model_dump())
 def annotate_step(ctx):
     from experiments.sample_retrieval import refine
-    from utils.bias.annotation import annotation_path, reveal_outliers, state_path
+    from utils.bias.annotation import annotation_path, reveal_cluster_examples, reveal_outliers, state_path
     from utils.errors import UserError
 
     config, artifact, options = audit_config(ctx), _artifact(ctx), ctx.config.annotation
+    if not options.simulate:
+        return _recorded_annotation(ctx, config, artifact)
     train = splits(ctx).train
     truth = dict(zip(train.sample_ids, train.artifact_labels(artifact)))
     if options.seed_from == "gt":
         candidates = [s for s, has in truth.items() if has]
-    else:
-        candidates = reveal_outliers(config, set(train.sample_ids), 4 * options.n_seeds)
-    # the (simulated) reviewer looks at the reveal outliers and keeps those showing the artifact
+    else:  # what the reveal step shows a person: its top outliers and examples of every cluster
+        known = set(train.sample_ids)
+        candidates = list(dict.fromkeys(reveal_outliers(config, known, 4 * options.n_seeds)
+                                        + reveal_cluster_examples(config, known, options.n_seeds)))
+    # the (simulated) reviewer looks at them and keeps those showing the artifact
     seeds = [s for s in candidates if truth[s]][:options.n_seeds]
     if not seeds:
-        raise UserError(f"none of the {len(candidates)} top reveal outliers shows '{artifact}'; "
-                        "give annotation_seeds in the audit section instead")
+        raise UserError(f"none of the {len(candidates)} samples the reveal step shows (top outliers, cluster "
+                        f"examples) carries '{artifact}'; give annotation_seeds in the audit section instead")
     for stale in (state_path(config, artifact), annotation_path(config)):
         stale.unlink(missing_ok=True)  # this step's own earlier state: start the rounds afresh
     # retrieval and localization of the pipeline use what the review found, not the ground truth
@@ -203,25 +207,54 @@ def annotate_step(ctx):
         shown = list(result["to_review"]["sample_id"])
         accept, reject = [s for s in shown if truth[s]], [s for s in shown if not truth[s]]
         rounds.append({"round": len(rounds) + 1, "shown": len(shown), "accepted": len(accept)})
-        if not accept:  # a round without a single artifact sample: the reviewer stops
-            break
         result = refine.main(["--config_file", path, "--artifact", artifact, "--accept", *accept, "--reject", *reject])
+        if len(accept) < options.stop_precision * len(shown):  # the ranking has run dry: the reviewer stops
+            break
     found = result["accepted"]
     inspected = len(seeds) + sum(r["shown"] for r in rounds)
-    simulation = refine.main(["--config_file", path, "--artifact", artifact, "--simulate"])
-    out_dir = Path(annotation_path(config)).parent / artifact
-    text = [f"{len(seeds)} of the top reveal outliers show '{artifact}' and seed the annotation. "
+    curve = _annotation_curve(ctx, seeds, rounds, np.array(list(truth.values())), artifact)
+    text = [f"{len(seeds)} of the {len(candidates)} samples the reveal step shows (top outliers, the most "
+            f"central examples of each SpRAy cluster) carry '{artifact}' and seed the annotation. "
             f"After {len(rounds)} review rounds, {found} of {n_artifact} training samples with '{artifact}' are "
-            f"annotated, having inspected {inspected} samples."]
-    return {"text": text, "annotation_config": path,
-            "tables": {"Review rounds": rounds,
-                       "Simulated annotation from 5 random seeds": [{k: simulation[k] for k in (
-                           "n_samples", "n_artifact", "target_recall", "inspected_at_target_recall",
-                           "inspected_per_artifact_sample", "random_inspected_at_target_recall")}]},
-            "figures": _figures([("Artifact samples found vs samples inspected (simulated review vs random order)",
-                                  out_dir / "simulation.png")]),
+            f"annotated, having inspected {inspected} samples; the reviewer stops when fewer than "
+            f"{options.stop_precision:.0%} of a round carry it."]
+    return {"text": text, "annotation_config": path, "tables": {"Review rounds": rounds},
+            "figures": _figures([("Artifact samples found vs samples inspected (review rounds vs random order)",
+                                  curve)]),
             "metrics": {"seeds": seeds, "rounds": rounds, "found": found, "n_artifact": n_artifact,
-                        "inspected": inspected, "simulation": {k: v for k, v in simulation.items()}}}
+                        "inspected": inspected}}
+
+
+def _annotation_curve(ctx, seeds, rounds, labels, artifact):
+    """The review's own curve (found vs inspected, one point per round) against random order."""
+    from utils.bias.annotation import random_order_curve
+    from utils.bias.figures import annotation_curve_figure
+
+    inspected = np.cumsum([len(seeds)] + [r["shown"] for r in rounds])
+    found = np.cumsum([len(seeds)] + [r["accepted"] for r in rounds])
+    random_found = random_order_curve(labels, len(seeds), inspected)
+    return annotation_curve_figure(inspected, found, random_found, int(labels.sum()),
+                                   ctx.root / "figures" / "annotation_curve.png",
+                                   title=f"annotation of '{artifact}' from the reveal step's seeds")
+
+
+def _recorded_annotation(ctx, config, artifact):
+    """``simulate: false``: the annotations a person recorded (``refine --accept/--reject`` or by
+    hand) in the audit's ``annotation_file`` are used as they are."""
+    from utils.bias.annotation import read_annotations
+    from utils.errors import UserError
+
+    source = ctx.config._source_file
+    if not config.annotation_file:
+        raise UserError(f"config error in {source}: 'annotation.simulate': false needs 'audit.annotation_file' "
+                        "(the annotations you recorded), got None")
+    ids = read_annotations(config.annotation_file).get(artifact, [])
+    if not ids:
+        raise UserError(f"annotation file {Path(config.annotation_file).resolve()} lists no sample of '{artifact}'")
+    path = _config_file(ctx, "annotation", config.model_copy(update={"cav_labels": "annotations"}))
+    text = [f"{len(ids)} training samples annotated with '{artifact}' by hand ({config.annotation_file})."]
+    return {"text": text, "annotation_config": path, "tables": {}, "figures": {},
+            "metrics": {"recorded": len(ids), "found": len(ids), "n_artifact": None, "inspected": None}}
 
 
 # --- 6. retrieval ------------------------------------------------------------------------------
@@ -357,8 +390,11 @@ def headline_rows(ctx):
         rows.append({"step": "reveal", "result": f"artifact cluster found by SpRAy: {'yes' if spray else 'no'}; "
                                                  f"artifact neuron among top outliers: {'yes' if neurons else 'no'}"})
     annotate = results["annotate"]["metrics"]
-    rows.append({"step": "annotation", "result": f"{annotate['found']} of {annotate['n_artifact']} found after "
-                                                 f"inspecting {annotate['inspected']}"})
+    if annotate["inspected"] is None:
+        rows.append({"step": "annotation", "result": f"{annotate['found']} recorded annotations"})
+    else:
+        rows.append({"step": "annotation", "result": f"{annotate['found']} of {annotate['n_artifact']} found after "
+                                                     f"inspecting {annotate['inspected']}"})
     for row in results["retrieve"]["tables"]["Retrieval on held-out samples"]:
         if row["split"] == "test":
             rows.append({"step": f"retrieval ({row['features']})", "result": f"AUROC {row['AUROC']:.3f}, AP {row['AP']:.3f}"})
