@@ -5,10 +5,23 @@ later steps need: class names, sample ids, labels, normalisation, artifact annot
 and foreground masks. Subclasses implement :meth:`load_raw` (channels first; images in [0, 1], signals
 in physical units such as mV).
 """
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+
+RENDER_CACHE_BYTES = 512 * 2**20
+
+
+def shared_render_cache(draw, bytes_per_sample):
+    """``draw(*key)`` memoised for the whole process, about ``RENDER_CACHE_BYTES`` at most.
+
+    For generated data sets: every step of a pipeline opens the data set anew, and drawing the
+    samples again would cost more than the step's own model passes.
+    """
+    return functools.lru_cache(maxsize=max(64, RENDER_CACHE_BYTES // bytes_per_sample))(draw)
 
 
 class BaseDataset(torch.utils.data.Dataset):

@@ -17,7 +17,7 @@ import zlib
 import numpy as np
 import torch
 
-from datasets.base import BaseDataset
+from datasets.base import BaseDataset, shared_render_cache
 
 CLASS_NAMES = ("benign", "melanoma")
 SPLIT_SIZES = {"train": 2000, "val": 500, "test": 500}
@@ -88,6 +88,14 @@ def render_lesion(rng, size, malignant):
     return np.clip(image, 0, 1).astype(np.float32), alpha > 0.5
 
 
+@functools.lru_cache(maxsize=None)
+def _drawn_lesion(img_size):
+    """The process-wide memo of drawn lesions of one image size (float32 RGB + boolean mask each)."""
+    def draw(seed, split_code, idx, malignant):
+        return render_lesion(np.random.default_rng([seed, split_code, idx, 1]), img_size, malignant)
+    return shared_render_cache(draw, bytes_per_sample=13 * img_size * img_size)
+
+
 class SynthDermSplit(BaseDataset):
     """One split of the synthetic dermoscopy data set (no artifacts; see ``with_artifacts``)."""
 
@@ -98,12 +106,9 @@ class SynthDermSplit(BaseDataset):
         ids = [f"{split}_{i:05d}" for i in range(n_samples)]
         super().__init__(split, CLASS_NAMES, ids, labels, mean=(0.80, 0.61, 0.51), std=(0.13, 0.12, 0.12),
                          augment=augment)
-        # small images are cheap to keep; large ones are re-drawn on demand
-        self._render = functools.lru_cache(maxsize=4096 if img_size <= 128 else 64)(self._render_uncached)
 
-    def _render_uncached(self, idx):
-        rng = np.random.default_rng([self.seed, self._split_code, idx, 1])
-        return render_lesion(rng, self.img_size, bool(self.labels[idx]))
+    def _render(self, idx):
+        return _drawn_lesion(self.img_size)(self.seed, self._split_code, int(idx), bool(self.labels[idx]))
 
     def load_raw(self, idx):
         image, _ = self._render(idx)

@@ -17,13 +17,12 @@ Three classes differ by genuine morphology, with overlapping ranges:
 By default a defective lead (lead II stuck high) sits in a third of the LVH records (the
 shortcut to reveal) and baseline wander bursts appear at equal rates in every class.
 """
-import functools
 import zlib
 
 import numpy as np
 import torch
 
-from datasets.base import BaseDataset
+from datasets.base import BaseDataset, shared_render_cache
 from datasets.registry import register_dataset
 from datasets.signals import LEADS, SIGNAL_MEAN, SIGNAL_STD
 
@@ -117,6 +116,13 @@ def render_ecg(rng, label, fs=FS, seconds=SECONDS):
     return (signal + drift + noise).astype(np.float32)
 
 
+def _draw_record(seed, split_code, idx, label):
+    return render_ecg(np.random.default_rng([seed, split_code, idx, 1]), label)
+
+
+_drawn_record = shared_render_cache(_draw_record, bytes_per_sample=4 * len(LEADS) * FS * SECONDS)
+
+
 class SynthEcgSplit(BaseDataset):
     """One split of the synthetic ECG data set (no artifacts; see ``with_artifacts``)."""
 
@@ -128,13 +134,9 @@ class SynthEcgSplit(BaseDataset):
                            for i in range(n_samples)])
         super().__init__(split, CLASS_NAMES, [f"{split}_{i:05d}" for i in range(n_samples)], labels,
                          SIGNAL_MEAN, SIGNAL_STD, augment=augment)
-        self._render = functools.lru_cache(maxsize=4096)(self._render_uncached)
-
-    def _render_uncached(self, idx):
-        return render_ecg(np.random.default_rng([self.seed, self._split_code, idx, 1]), int(self.labels[idx]))
 
     def load_raw(self, idx):
-        return torch.from_numpy(self._render(idx))
+        return torch.from_numpy(_drawn_record(self.seed, self._split_code, int(idx), int(self.labels[idx])))
 
 
 @register_dataset("synth_ecg", modality="signal", default_artifacts=DEFAULT_ARTIFACTS,
