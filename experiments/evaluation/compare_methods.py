@@ -2,8 +2,9 @@
 --config_dir config_files/bias_mitigation_controlled/synth_derm [--run] [--methods RRR ISNet]``.
 
 With ``--run``, corrections and evaluations that are missing are computed first (finished ones are
-reused). Writes ``comparison.csv/.md`` (one row per method, configuration chosen on validation)
-and ``comparison_grid.csv/.md`` (every run) next to the evaluation outputs.
+reused). Writes ``<name>.csv/.md`` (one row per method, configuration chosen on validation)
+and ``<name>_grid.csv/.md`` (every run) next to the evaluation outputs (``--name``, default
+``comparison``).
 """
 import argparse
 from pathlib import Path
@@ -39,6 +40,8 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="*", help="only these methods")
     parser.add_argument("--config_names", nargs="*", help="only these configs (file stems), run in this order")
     parser.add_argument("--max_clean_drop", type=float, default=0.03)
+    parser.add_argument("--name", default="comparison",
+                        help="file stem of the tables, so that several comparisons of one model can sit side by side")
     args = parser.parse_args(argv)
     files = sorted(Path(args.config_dir).glob("*.yaml"))
     if not files:
@@ -62,7 +65,7 @@ def main(argv=None):
         raise UserError("no evaluated correction yet; pass --run")
     first = configs[0]
     out = output_root(first) / "evaluation" / first.dataset_name / first.model_name
-    path = write_comparison(rows, all_rows, out)
+    path = write_comparison(rows, all_rows, out, args.name)
     print(format_table(all_rows, COLUMNS))
     print("\nChosen on validation, test numbers:")
     print(format_table(rows, COLUMNS))

@@ -354,7 +354,9 @@ def evaluate_step(ctx):
     from utils.evaluation.compare import comparison
     from utils.paths import step_dir
 
-    compare_methods.main(["--config_dir", ctx.results["mitigate"]["config_dir"], "--run"])
+    # its own table name: the mitigation grid of the same model keeps its comparison.md
+    compare_methods.main(["--config_dir", ctx.results["mitigate"]["config_dir"], "--run",
+                          "--name", f"pipeline_{ctx.config.config_name}"])
     configs = mitigation_configs(ctx)
     chosen, every_run = comparison(configs)
     figures = [(f"Heatmaps before/after: {c.method} ({c.config_name})",
