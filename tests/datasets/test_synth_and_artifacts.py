@@ -20,6 +20,19 @@ def test_generation_is_deterministic_and_seed_dependent():
     assert not torch.equal(a.load_raw(5), c.load_raw(5))
 
 
+def test_a_reopened_data_set_reuses_the_drawn_samples():
+    from datasets.synth_derm import _drawn_lesion, render_lesion
+
+    first = _data(seed=11).train.base  # the lesion images, before artifacts are inserted
+    image = first.load_raw(7)
+    draws = _drawn_lesion(32).cache_info().misses
+    again = _data(seed=11).train.base  # what every step of a pipeline does
+    assert torch.equal(again.load_raw(7), image)
+    assert _drawn_lesion(32).cache_info().misses == draws  # not drawn a second time
+    expected, _ = render_lesion(np.random.default_rng([11, first._split_code, 7, 1]), 32, bool(first.labels[7]))
+    assert np.array_equal(image.permute(1, 2, 0).numpy(), expected)
+
+
 def test_splits_differ_and_have_both_classes():
     data = _data()
     assert not torch.equal(data.train.load_raw(0), data.test.load_raw(0))
