@@ -43,6 +43,8 @@ def main(argv=None):
     parser.add_argument("--name", default="comparison",
                         help="file stem of the tables, so that several comparisons of one model can sit side by side")
     args = parser.parse_args(argv)
+    if not args.name or Path(args.name).name != args.name or args.name.startswith("."):
+        raise UserError(f"--name: a plain file stem such as 'comparison', got '{args.name}'")
     files = sorted(Path(args.config_dir).glob("*.yaml"))
     if not files:
         raise UserError(f"--config_dir: no YAML files in {Path(args.config_dir).resolve()}")

@@ -84,5 +84,9 @@ def test_evaluation_steps_end_to_end(splits, tmp_path):
     assert [r["method"] for r in rows] == ["original", "PClarc"]
     out = tmp_path / "out" / "evaluation" / "synth_derm" / "tiny_vgg"
     assert (out / "comparison.csv").is_file() and (out / "comparison.md").is_file()
+    before = (out / "comparison.md").read_text()
+    compare_methods.main(["--config_dir", str(config_dir), "--name", "pipeline_demo"])  # side by side, not over it
+    assert (out / "pipeline_demo.md").is_file() and (out / "pipeline_demo_grid.csv").is_file()
+    assert (out / "comparison.md").read_text() == before
     saved = json.loads((out / "pclarc" / "subsets.json").read_text())
     assert np.isfinite(saved["corrected"]["test"]["clean"]["accuracy"])
