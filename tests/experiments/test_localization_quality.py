@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, train_tiny_vgg
 from experiments.localization import eval_localization_quantitatively
 from experiments.sample_retrieval import refine, run_biased_sample_ranking
 
@@ -40,26 +40,8 @@ def committed_localization():
 
 def _train(config, ckpt):
     from datasets import get_dataset_from_config
-    from models import get_model
-    from utils.checkpoint import save_checkpoint
 
-    split = get_dataset_from_config(config).train
-    split.augment = False
-    x = torch.stack([split[i][0] for i in range(len(split))])
-    y = torch.as_tensor(split.labels)
-    torch.manual_seed(0)
-    model = get_model("tiny_vgg", 2, img_size=config.img_size)
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    schedule = torch.optim.lr_scheduler.MultiStepLR(optimiser, [21, 27], 0.1)
-    for _ in range(EPOCHS):
-        model.train()
-        for batch in torch.randperm(len(x)).split(32):
-            loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-        schedule.step()
-    save_checkpoint(ckpt, model.eval(), "tiny_vgg", 2)
+    train_tiny_vgg(get_dataset_from_config(config).train, config.img_size, ckpt, EPOCHS, milestones=[21, 27])
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import train_tiny_vgg
 from utils.config import AuditConfig, load_config
 from utils.reveal.results import result_path
 
@@ -29,26 +30,9 @@ EPOCHS = 5
 
 def _train(config_path, ckpt):
     from datasets import get_dataset_from_config
-    from models import get_model
-    from utils.checkpoint import save_checkpoint
 
     config = load_config(config_path, AuditConfig)
-    split = get_dataset_from_config(config).train
-    split.augment = False
-    x = torch.stack([split[i][0] for i in range(len(split))])
-    y = torch.as_tensor(split.labels)
-    torch.manual_seed(0)
-    model = get_model("tiny_vgg", 2, img_size=config.img_size)
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(EPOCHS):
-        model.train()
-        for batch in torch.randperm(len(x)).split(32):
-            loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-    _precise_batchnorm(model, x)
-    save_checkpoint(ckpt, model.eval(), "tiny_vgg", 2)
+    train_tiny_vgg(get_dataset_from_config(config).train, config.img_size, ckpt, EPOCHS, finish=_precise_batchnorm)
 
 
 def _precise_batchnorm(model, x):
