@@ -66,11 +66,13 @@ def get_model_for_config(config, n_classes, in_channels=3):
                      in_channels=in_channels)
 
 
-def layer_for_config(config):
-    """The config's ``layer_name``, or the model's default layer; validated against the model."""
+def layer_for_config(config, key="layer_name"):
+    """The config's ``key`` (e.g. ``neuron_layer_name``), else its ``layer_name``, else the model's
+    default layer; validated against the model."""
     spec = get_model_spec(config.model_name)
-    layer = config.layer_name or spec.default_layer
+    layer = getattr(config, key, None) or config.layer_name or spec.default_layer
     if layer not in spec.layer_names:
-        raise UserError(f"'layer_name': '{layer}' is not an inspectable layer of {config.model_name}; "
+        named = key if getattr(config, key, None) else "layer_name"
+        raise UserError(f"'{named}': '{layer}' is not an inspectable layer of {config.model_name}; "
                         f"valid: {', '.join(spec.layer_names)}")
     return layer

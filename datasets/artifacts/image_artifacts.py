@@ -23,7 +23,11 @@ def _rotated_box(h, w, cy, cx, half_len, half_wid, angle, softness=0.7):
 
 @register_artifact("band_aid")
 def band_aid(image, rng, foreground=None):
-    """A skin-coloured adhesive strip with a lighter pad and perforation dots, beside the lesion."""
+    """A tan adhesive strip with a lighter pad and perforation dots, beside the lesion.
+
+    The tan is a few shades darker and more saturated than the skin, as on real dermoscopy photos.
+    (An earlier, skin-toned strip was learnt by the demo model only as a faint, distributed cue:
+    no single neuron of any layer detected it, so no neuron-level reveal method could find it.)"""
     h, w = image.shape[:2]
     size = min(h, w)
     angle = rng.uniform(0, np.pi)
@@ -31,7 +35,7 @@ def band_aid(image, rng, foreground=None):
     cy, cx = h / 2 + radius * np.sin(theta), w / 2 + radius * np.cos(theta)
     half_len, half_wid = rng.uniform(0.22, 0.3) * size, rng.uniform(0.07, 0.1) * size
     alpha, u, v = _rotated_box(h, w, cy, cx, half_len, half_wid, angle)
-    tone = np.array([0.86, 0.68, 0.52]) + rng.uniform(-0.04, 0.04, 3)
+    tone = np.array([0.80, 0.58, 0.40]) + rng.uniform(-0.04, 0.04, 3)
     colour = np.broadcast_to(tone, (h, w, 3)).copy()
     pad = (np.abs(u) < 0.35 * half_len) & (np.abs(v) < 0.75 * half_wid)
     colour[pad] = np.clip(tone + 0.09, 0, 1)

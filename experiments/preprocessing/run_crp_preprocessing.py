@@ -1,4 +1,4 @@
-"""CRP: RelMax reference samples for every neuron of ``layer_name``, per class.
+"""CRP: RelMax reference samples for every neuron of ``neuron_layer_name`` (default ``layer_name``), per class.
 
 For class ``k`` and neuron ``c``: the ``crp_n_refs`` samples of class ``k`` with the highest stored
 ``rels_max[:, c]``; with ``crp_crop: true`` each is cropped to where the concept-conditional

@@ -1,4 +1,5 @@
-"""DORA: reference signals per neuron of ``layer_name`` and the neurons with outlying activation patterns.
+"""DORA: reference signals per neuron of ``neuron_layer_name`` (default ``layer_name``) and the
+neurons with outlying activation patterns.
 
 ``dora_reference: sams`` optimises synthetic activation-maximisation signals (gradient ascent on
 each neuron's pooled activation, with jitter/scale/rotation, at ``dora_sams_resolution``);

@@ -10,7 +10,8 @@ from datasets import get_dataset
 from models import get_model
 from tests.conftest import TINY_DATA
 from utils.checkpoint import save_checkpoint
-from utils.evaluation.relevance import artifact_samples, dilate, relevance_share
+from utils.evaluation.relevance import artifact_relevance, artifact_samples, dilate, relevance_share
+from utils.lrp.attribution import get_attributor
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,27 @@ def test_relevance_share_and_dilation():
     assert torch.isnan(relevance_share(torch.zeros(1, 3, 5, 5), mask)).all()
 
 
+def test_artifact_relevance_floor_is_the_same_region_without_the_artifact(splits):
+    torch.manual_seed(0)
+    model = get_model("tiny_vgg", splits.n_classes).eval()
+    attacked, clean = splits.test.with_mode("attacked"), splits.test.with_mode("clean")
+    indices = np.arange(6)
+    result = artifact_relevance(model, attacked, "band_aid", indices, batch_size=4, without=clean)
+    # the floor is the share of the attacked masks' region on the clean images, sample by sample
+    on_clean = []
+    for i in indices:
+        x = clean.normalize(clean.load_raw(int(i)))[None]
+        heatmap = get_attributor(model).attribute(x, targets=torch.tensor([clean.label(int(i))])).heatmap
+        on_clean.append(relevance_share(heatmap, dilate(attacked.get_mask(int(i), "band_aid")[None], 1)).item())
+    assert result["without_artifact"] == pytest.approx(np.nanmean(on_clean), abs=1e-6)
+    assert result["excess"] == pytest.approx(result["artifact_relevance"] - result["without_artifact"])
+    assert 0 < result["without_artifact"] < 1
+    assert result["without_artifact"] != pytest.approx(result["artifact_relevance"])
+    same = artifact_relevance(model, attacked, "band_aid", indices, batch_size=4, without=attacked)
+    assert same["excess"] == pytest.approx(0.0, abs=1e-7)
+    assert "excess" not in artifact_relevance(model, attacked, "band_aid", indices, batch_size=4)
+
+
 def test_evaluation_steps_end_to_end(splits, tmp_path):
     from experiments.evaluation import (compare_methods, compute_artifact_relevance, evaluate_by_subset_attacked,
                                         measure_tcav)
@@ -74,6 +96,8 @@ def test_evaluation_steps_end_to_end(splits, tmp_path):
     relevance = compute_artifact_relevance.main(["--config_file", str(path)])
     for model in ("original", "corrected"):
         assert 0.0 <= relevance[model]["artifact_relevance"] <= 1.0 and relevance[model]["n"] == 8
+        assert relevance[model]["excess"] == pytest.approx(relevance[model]["artifact_relevance"]
+                                                           - relevance[model]["without_artifact"])
     tcav = measure_tcav.main(["--config_file", str(path)])
     for cls, scores in tcav["corrected"]["original_cav"].items():
         assert scores["sensitivity"] < 1e-5 * max(1e-12, tcav["original"]["original_cav"][cls]["sensitivity"]) + 1e-7
@@ -90,3 +114,4 @@ def test_evaluation_steps_end_to_end(splits, tmp_path):
     assert (out / "comparison.md").read_text() == before
     saved = json.loads((out / "pclarc" / "subsets.json").read_text())
     assert np.isfinite(saved["corrected"]["test"]["clean"]["accuracy"])
+    assert np.isfinite(rows[1]["ar_excess"]) and "ar_excess" in (out / "comparison.md").read_text()

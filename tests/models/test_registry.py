@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models import get_model, get_model_spec, list_models
+from models import get_model, get_model_spec, layer_for_config, list_models
 from utils.checkpoint import save_checkpoint
 from utils.errors import UserError
 
@@ -24,6 +24,22 @@ def test_every_model_builds_and_runs(name):
 def test_unknown_model_lists_valid_names():
     with pytest.raises(UserError, match="valid names: .*tiny_vgg"):
         get_model("no_such_model", 2)
+
+
+def test_layer_for_config_falls_back_and_names_the_key():
+    from utils.config import AuditConfig
+
+    def config(**keys):
+        return AuditConfig(config_name="audit", dataset_name="synth_derm", model_name="tiny_vgg", **keys)
+
+    assert layer_for_config(config(layer_name="features.6")) == "features.6"
+    assert layer_for_config(config(layer_name="features.6"), "neuron_layer_name") == "features.6"  # unset
+    assert layer_for_config(config()) == get_model_spec("tiny_vgg").default_layer
+    both = config(layer_name="features.6", neuron_layer_name="features.14")
+    assert layer_for_config(both, "neuron_layer_name") == "features.14" and layer_for_config(both) == "features.6"
+    wrong = config(neuron_layer_name="features.99")
+    with pytest.raises(UserError, match="'neuron_layer_name': 'features.99' is not an inspectable layer"):
+        layer_for_config(wrong, "neuron_layer_name")
 
 
 def test_checkpoint_round_trip(tmp_path):

@@ -32,6 +32,10 @@ class RevealOptions(StrictModel):
     n_outliers: int = Field(16, ge=1, description="outliers shown in plots (all samples/neurons are ranked)")
     embedding_2d: str = Field("tsne", description="2-D view of an embedding: tsne or mds")
     lof_n_neighbors: int = Field(20, ge=2, description="neighbours of the Local Outlier Factor")
+    neuron_layer_name: str | None = Field(
+        None, description="layer whose neurons DORA and CRP rank; default: layer_name (latent SpRAy, CAVs and "
+        "localization always use layer_name). Concept neurons of an artifact often sit deeper than the layer a "
+        "CAV is best fitted on")
 
     # --- SpRAy -------------------------------------------------------------------------------
     spray_space: Literal["input", "latent"] = Field(

@@ -15,7 +15,7 @@ from utils.io import read_json, write_text
 from utils.table import markdown_table
 
 COLUMNS = ["method", "config", "layer", "lamb", "clean", "attacked", "ch", "gap_closed", "artifact_relevance",
-           "tcav", "tcav_sensitivity", "tcav_refit", "seconds"]
+           "ar_excess", "tcav", "tcav_sensitivity", "tcav_refit", "seconds"]
 
 
 def _acc(results, model, split, subset):
@@ -64,6 +64,8 @@ def row_for(run, model="corrected", split="test"):
             "clean": clean, "attacked": attacked, "ch": _acc(run["subsets"], model, split, "ch"),
             "gap_closed": ((attacked - clean) - (orig_attacked - orig_clean)) / gap if gap > 0 else float("nan"),
             "artifact_relevance": run["relevance"].get(model, {}).get("artifact_relevance", float("nan")),
+            # the part of it the artifact draws (relevance of the same region without the artifact subtracted)
+            "ar_excess": run["relevance"].get(model, {}).get("excess", float("nan")),
             "tcav": tcav, "tcav_sensitivity": sensitivity,
             "tcav_refit": _tcav(run, model, "refit_cav")[0] if model == "corrected" else float("nan"),
             "seconds": run["seconds"] if model == "corrected" else 0.0}

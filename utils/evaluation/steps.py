@@ -70,19 +70,21 @@ def subset_rows(results):
 
 # --- 2. artifact relevance -----------------------------------------------------------------------
 def compute_artifact_relevance(config):
-    """Share of positive relevance (true label) inside the dilated artifact mask, attacked test samples."""
+    """Share of positive relevance (true label) inside the dilated artifact mask, attacked test samples,
+    and the share of the same region on the same samples without the artifact (the floor)."""
     device, splits = _setup(config)
-    dataset = splits.test.with_mode("attacked")
+    dataset, without = splits.test.with_mode("attacked"), splits.test.with_mode("clean")
     indices = artifact_samples(dataset, config.artifact, config.eval_max_samples)
 
     def run(model):
         return artifact_relevance(model, dataset, config.artifact, indices, config.batch_size, config.mask_dilation,
-                                  lrp_backend_for(model, config.lrp_backend), device)
+                                  lrp_backend_for(model, config.lrp_backend), device, without=without)
 
     results = {"corrected": run(load_corrected(config, device))}
     if config.ckpt_path:
         results["original"] = cached_original(
             config, "artifact_relevance", {"artifact": config.artifact, "n": len(indices), "dilation": config.mask_dilation,
+                                           "without_artifact": "clean",
                                            "backend": config.lrp_backend, "data": _data_key(config)},
             lambda: run(load_original(config, device)))
     write_json(evaluation_dir(config) / "artifact_relevance.json", results)

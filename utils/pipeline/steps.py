@@ -406,7 +406,7 @@ def headline_rows(ctx):
                                                        f"{loc['artifact_relevance_mean']:.3f}"})
     for row in results["evaluate"]["metrics"]["comparison"]:
         rows.append({"step": f"mitigation: {row['method']}", "result": ", ".join(
-            f"{k} {row[k]:.3f}" for k in ("clean", "attacked", "ch", "gap_closed", "artifact_relevance")
+            f"{k} {row[k]:.3f}" for k in ("clean", "attacked", "ch", "gap_closed", "artifact_relevance", "ar_excess")
             if isinstance(row.get(k), float) and np.isfinite(row[k]))})
     return rows
 

@@ -51,7 +51,7 @@ def relevance_pattern_outliers(rels_max, config):
 
 def run_crp(config, class_id):
     """CRP relevance-pattern outliers of class ``class_id``; writes ``crp_class<k>.json``."""
-    layer = layer_for_config(config)
+    layer = layer_for_config(config, "neuron_layer_name")
     with open_store(config) as store:
         mask = class_mask(store.array("labels"), class_id)
         rels = store.features(layer, "rels_max")[mask]
@@ -97,7 +97,7 @@ def build_references(config, class_id, dataset, attributor, device="cpu", channe
     Returns ``{channel: [{sample_id, sample_index, relevance, box}]}``; ``box`` is the crop (or
     the full extent when cropping is off).
     """
-    layer = layer_for_config(config)
+    layer = layer_for_config(config, "neuron_layer_name")
     with open_store(config) as store:
         mask = class_mask(store.array("labels"), class_id)
         rels = store.features(layer, "rels_max")[mask]

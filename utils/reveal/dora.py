@@ -156,7 +156,7 @@ def run_dora(config, class_id=None, references: ReferenceSet | None = None, load
 
     ``class_id`` restricts real reference samples to that class (sAMS do not depend on it).
     """
-    layer = layer_for_config(config)
+    layer = layer_for_config(config, "neuron_layer_name")
     if references is None:
         context = DoraContext(config, layer, class_id, loaders or default_loaders(config, layer, class_id))
         references = reference_set(context)
@@ -213,7 +213,7 @@ def cached_reference_set(config, class_id=None, force=False):
     from utils.io import atomic_path
     from utils.paths import step_dir
 
-    layer = layer_for_config(config)
+    layer = layer_for_config(config, "neuron_layer_name")
     class_key = None if config.dora_reference == "sams" else class_id
     name = f"dora_{layer}_{config.dora_reference}_{config.dora_aggregation}_{_cache_key(config, layer, class_key)}.pt"
     path = step_dir(config, "preprocessing") / name

@@ -1,5 +1,6 @@
-"""Plot CRP relevance patterns of one class: neurons of ``layer_name`` embedded by the cosine
-distance of their ``rels_max`` across the class's samples, LOF outliers circled, and each outlier
+"""Plot CRP relevance patterns of one class: neurons of ``neuron_layer_name`` (default
+``layer_name``) embedded by the cosine distance of their ``rels_max`` across the class's samples,
+LOF outliers circled, and each outlier
 neuron's RelMax reference samples (cropped when ``crp_crop``). Writes ``crp_class<k>.json`` and
 ``.png`` in the reveal folder. References come from ``run_crp_preprocessing`` when it has run, else
 they are computed for the shown neurons only.
