@@ -41,7 +41,7 @@ SYNTH_DERM = {
     # configuration of each (chosen on the validation split; see the mitigation README)
     "mitigation_dir": "bias_mitigation_controlled/synth_derm",
     "mitigation": ["Vanilla_features.10", "RRR_features.6_cosine_lamb1", "RRClarc_features.10_lamb100000",
-                   "PClarc_features.10_mean", "ReactivePClarc_features.10_mean", "ISNet_selective"],
+                   "PClarc_features.10_mean", "ReactivePClarc_features.14_mean", "ISNet_selective"],
     "annotation": {"seed_from": "spray", "n_seeds": 5},
 }
 
