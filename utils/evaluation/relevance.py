@@ -5,7 +5,7 @@ and ``sum(R+ * M) / sum(R+)`` is taken with the artifact mask ``M`` dilated by a
 blended edge of an artifact carries relevance too).
 
 Why a floor: the region an artifact covers gets some relevance even when the artifact is not
-there (on the embedded data about 0.11 for a band-aid covering 12% of the image), so no model,
+there (on the embedded data 0.11-0.13 for a band-aid covering 12% of the image), so no model,
 however unbiased, scores 0. Given the same samples without the artifact, the share of the same
 region is reported as ``without_artifact`` and ``excess = artifact_relevance - without_artifact``
 is the part the artifact itself draws; a correction should shrink the excess.
