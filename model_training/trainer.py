@@ -2,7 +2,8 @@
 
 Used by ``start_training`` and reused by the mitigation step, which plugs extra loss terms in
 through ``Trainer.extra_loss`` (a callable ``(model, batch, logits) -> tensor or None``; ``batch[0]``
-is the input tensor the logits were computed from, on the training device), can ask for input
+is the input tensor the logits were computed from, on the training device), can replace the forward
+pass (``Trainer.forward``, a callable ``(model, x) -> logits``), can ask for input
 gradients (``input_requires_grad``), keep frozen modules in eval mode (``frozen_modules``) and clip
 gradient norms (``grad_clip``). With the defaults, training is plain supervised training.
 
@@ -69,6 +70,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, config.milestones, config.gamma)
         self.history, self.start_epoch, self.best_val = [], 0, -1.0
         self.extra_loss = None
+        self.forward = None  # (model, x) -> logits instead of model(x)
         self.input_requires_grad = False  # losses on input gradients (RRR) need x in the graph
         self.frozen_modules = ()  # stay in eval mode: frozen BatchNorm layers must keep their statistics
         self.grad_clip = None  # max gradient norm, or None
@@ -114,7 +116,7 @@ class Trainer:
             if self.input_requires_grad:
                 x.requires_grad_(True)
             with autocast(self.device, self.mixed_precision):
-                logits = self.model(x)
+                logits = self.forward(self.model, x) if self.forward else self.model(x)
                 loss = self.criterion(logits, y)
                 if self.extra_loss is not None:
                     extra = self.extra_loss(self.model, (x, y, *batch[2:]), logits)

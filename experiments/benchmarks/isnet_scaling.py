@@ -37,7 +37,7 @@ def make_step(variant, model, n_classes, in_channels, input_rule="zb"):
         isnet.setup(model, -bound, bound, (), criterion)
 
     def step(x, y, foreground):
-        logits = model(x)
+        logits = isnet.forward(model, x) if isnet is not None else model(x)
         loss = criterion(logits, y)
         if isnet is not None:
             loss = loss + isnet.extra_loss(model, (x, y, None, foreground, None), logits)

@@ -3,9 +3,10 @@
 A method is a class registered with ``@register_correction("Name")``. Its life cycle:
 
 1. ``prepare(ctx)`` once, with the model to correct and the data (fit CAVs, register hooks, ...);
-2. if ``trains``: the shared :class:`~model_training.trainer.Trainer` fine-tunes the model and calls
-   ``extra_loss(model, batch, logits)`` on every batch (``batch`` = x, y, artifact mask, foreground
-   mask, has-mask flag; x is the tensor the logits were computed from);
+2. if ``trains``: the shared :class:`~model_training.trainer.Trainer` fine-tunes the model; on every
+   batch it gets the logits from ``forward(model, x)`` and calls ``extra_loss(model, batch, logits)``
+   (``batch`` = x, y, artifact mask, foreground mask, has-mask flag; x is the tensor the logits were
+   computed from);
 3. ``finish(model)`` removes training-only hooks;
 4. ``state()`` (tensors and plain values) is stored in the corrected checkpoint, and
    ``attach(model, state, layer_name)`` rebuilds whatever the corrected model needs beyond its
@@ -80,6 +81,10 @@ class Correction:
 
     def prepare(self, ctx: CorrectionContext):
         """Set the method up before training (default: nothing)."""
+
+    def forward(self, model, x):
+        """The training forward pass (a method whose loss needs a special pass can reuse it)."""
+        return model(x)
 
     def extra_loss(self, model, batch, logits):
         """Loss added to the cross-entropy of the batch; ``None`` adds nothing."""

@@ -143,9 +143,11 @@ class ISNet(Correction):
         return DifferentiableLRP(model, eps=self.config.epsilon, input_rule=self.config.input_rule,
                                  low=low[None], high=high[None], layers=layers)
 
-    def heatmaps(self, lrp, x, y, create_graph=True, sharded=False):
-        """``sharded``: ``x`` is this rank's slice of a global training batch."""
-        logits = lrp.forward(x)
+    def heatmaps(self, lrp, x, y, create_graph=True, sharded=False, logits=None):
+        """``sharded``: ``x`` is this rank's slice of a global training batch; ``logits``: those of
+        ``lrp``'s last forward pass of ``x`` (otherwise one is run)."""
+        if logits is None:
+            logits = lrp.forward(x)
         options = {"selective_class": self.config.selective_class, "generator": self.generator, "sharded": sharded}
         return [lrp.relevance(t, create_graph) for t in VARIANTS[self.config.variant](logits, y, options)]
 
@@ -161,11 +163,17 @@ class ISNet(Correction):
             total = total + loss.mean()
         return total / len(relevances)
 
+    def forward(self, model, x):
+        # the LRP forward is the training forward: the heatmaps reuse it, and the cross-entropy
+        # still back-propagates exact gradients (see utils.lrp.differentiable)
+        return self.lrp.forward(x, training=True)
+
     def extra_loss(self, model, batch, logits):
         x, y, _, foreground = batch[:4]
         foreground = foreground.to(logits.device)
-        # a separate LRP pass: the cross-entropy keeps exact ReLU gradients
-        penalty = self.heatmap_loss(self.heatmaps(self.lrp, x.detach(), y, sharded=True), foreground)
+        shared = logits is getattr(self.lrp, "logits", None)  # else: logits of a plain forward
+        relevances = self.heatmaps(self.lrp, x.detach(), y, sharded=True, logits=logits if shared else None)
+        penalty = self.heatmap_loss(relevances, foreground)
         # the Trainer adds CE with weight 1; ISNet weighs it (1 - P)
         return self.config.P * (penalty - self.criterion(logits, y))
 

@@ -93,7 +93,7 @@ def run_correction(config, overwrite=False, resume=False):
     if method.trains:
         trainer = Trainer(config, out_dir, model=model,
                           splits=DataSplits(ctx.train_set, splits.val, splits.test))
-        trainer.extra_loss = method.extra_loss
+        trainer.extra_loss, trainer.forward = method.extra_loss, method.forward
         trainer.input_requires_grad = ctx.extras.get("input_requires_grad", False)
         trainer.frozen_modules = frozen + batchnorm_kept_in_eval(config, model, method)
         trainer.grad_clip = config.grad_clip or method.grad_clip

@@ -10,6 +10,7 @@ from model_training.corrections import get_correction_method, list_corrections, 
 from model_training.corrections.isnet import background_loss, foreground_loss, gwrp, tune_bounds
 from model_training.corrections.layers import freeze_up_to, pool
 from model_training.corrections.pclarc import ProjectionHook
+from model_training.corrections.rrr import PENALTIES
 from model_training.corrections.run import build_context
 from models import get_model
 from tests.conftest import TINY_DATA
@@ -52,6 +53,7 @@ def _batch(ctx, n=8):
 
 
 CASES = [("Vanilla", {}), ("RRR", {"rrr_penalty": "squared", "lamb": 10.0}), ("RRR", {"rrr_penalty": "cosine"}),
+         ("RRR", {"rrr_penalty": "share", "lamb": 10.0}),
          ("RRClarc", {"criterion": "all_logits_random"}), ("RRClarc", {"criterion": "logprobs"}),
          ("RRClarc", {"criterion": "target"}), ("ISNet", {"variant": "selective", "C1": 1.0, "C2": 10.0}),
          ("ISNet", {"variant": "stochastic", "selective_class": "lowest_logit"}),
@@ -86,6 +88,21 @@ def test_loss_is_finite_and_gradients_respect_freezing(tiny, tmp_path, method, o
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert trainable and any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable)
     assert all(torch.isfinite(p.grad).all() for p in trainable if p.grad is not None)
+
+
+def test_share_penalty_is_the_scale_free_share_of_the_gradient_inside_the_mask():
+    grad = torch.zeros(2, 3, 4, 4)
+    grad[0, :, :2] = 1.0  # sample 0: all of the gradient in the top half
+    grad[1] = torch.randn(3, 4, 4)
+    mask = torch.zeros(2, 1, 4, 4)
+    mask[:, :, :2] = 1.0
+    share = PENALTIES["share"](grad, mask)
+    assert share[0] == pytest.approx(1.0)
+    expected = grad[1].abs().sum(0)[:2].sum() / grad[1].abs().sum()
+    assert share[1] == pytest.approx(float(expected))
+    # shrinking the gradient (the squared penalty's escape) leaves the share unchanged
+    assert torch.allclose(PENALTIES["share"](grad * 1e-3, mask), share)
+    assert torch.allclose(PENALTIES["share"](grad, 1.0 - mask)[0], torch.tensor(0.0))
 
 
 def test_frozen_batchnorm_keeps_statistics(tiny, tmp_path):

@@ -82,3 +82,58 @@ def test_batchnorm_uses_the_models_own_statistics_as_constants():
                      if training else net[1](conv))
         assert torch.allclose(block_out, reference, atol=1e-8)
         assert torch.isfinite(heatmap).all()
+
+
+def _bn_net():
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 3 * 3, 2)).double()
+
+
+def _gradients(net, loss):
+    net.zero_grad(set_to_none=True)
+    loss.backward()
+    return [p.grad.clone() for p in net.parameters()]
+
+
+def test_shared_training_forward_gives_the_two_pass_gradient():
+    """Eval-mode BatchNorm (ISNet fine-tuning): one forward for the cross-entropy and the heatmap loss
+    gives the same parameter gradients as a plain forward for the cross-entropy plus an LRP pass."""
+    x = torch.randn(6, 3, 6, 6, dtype=torch.float64)
+    y = torch.tensor([0, 1, 1, 0, 1, 0])
+    low, high = -3 * torch.ones(1, 3, 1, 1, dtype=torch.float64), 3 * torch.ones(1, 3, 1, 1, dtype=torch.float64)
+
+    def heatmap_loss(logits, lrp):
+        return lrp.relevance(logits.gather(1, y[:, None])[:, 0])["input"][..., :3, :].abs().sum()
+
+    grads = []
+    for shared in (True, False):
+        net = _bn_net().eval()
+        lrp = DifferentiableLRP(net, eps=EPS, input_rule="zb", low=low, high=high)
+        if shared:
+            logits = lrp.forward(x, training=True)
+            total = nn.functional.cross_entropy(logits, y) + heatmap_loss(logits, lrp)
+        else:
+            total = nn.functional.cross_entropy(net(x), y) + heatmap_loss(lrp.forward(x), lrp)
+        grads.append(_gradients(net, total))
+    assert all(torch.allclose(a, b, atol=1e-9) for a, b in zip(*grads))
+    assert grads[0][0].abs().sum() > 0
+
+
+def test_training_forward_is_the_models_own_forward():
+    """Training-mode BatchNorm: the shared forward updates the statistics once, as the model's own pass
+    does, back-propagates the model's own gradient, and gives the same heatmaps as a separate LRP pass."""
+    x = torch.randn(6, 3, 6, 6, dtype=torch.float64)
+    plain, shared = _bn_net().train(), _bn_net().train()
+    expected = _gradients(plain, plain(x)[:, 1].sum())
+    lrp = DifferentiableLRP(shared, eps=EPS)
+    logits = lrp.forward(x, training=True)
+    heatmap = lrp.relevance(logits[:, 1])["input"]
+    assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(_gradients(shared, logits[:, 1].sum()), expected))
+    for norm in (1, 5):
+        assert torch.allclose(shared[norm].running_mean, plain[norm].running_mean)
+        assert torch.allclose(shared[norm].running_var, plain[norm].running_var)
+    reference = _bn_net().train()
+    reference_lrp = DifferentiableLRP(reference, eps=EPS)
+    assert torch.allclose(heatmap, reference_lrp.relevance(reference_lrp.forward(x)[:, 1])["input"], atol=1e-10)

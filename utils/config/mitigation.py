@@ -36,8 +36,9 @@ class MitigationConfig(TrainingConfig):
         "svm", description="rP-ClArC: CAV with a bias that decides whether the artifact is present")
 
     # --- RRR --------------------------------------------------------------------------------
-    rrr_penalty: Literal["squared", "cosine"] = Field(
-        "squared", description="RRR: squared sum of the masked input gradient, or cosine(|grad|, mask)")
+    rrr_penalty: Literal["squared", "cosine", "share"] = Field(
+        "squared", description="RRR: squared sum of the masked input gradient, cosine(|grad|, mask), or the "
+                               "share of |grad| inside the mask (scale-free)")
 
     # --- RR-ClArC ---------------------------------------------------------------------------
     criterion: Literal["all_logits_random", "logprobs", "target"] = Field(

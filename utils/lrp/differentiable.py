@@ -1,7 +1,8 @@
 """Differentiable epsilon-LRP for training losses (ISNet), after Faster ISNet's LRP-Flex.
 
-Every ``nn.ReLU`` gets the gradient ``grad_out * a / (a + eps)`` (``a`` = its output, kept in the
-graph), and the input relevance is ``d(target)/dx * x`` computed with ``create_graph=True``. Then
+While heatmaps are computed, every ``nn.ReLU`` gets the gradient ``grad_out * a / (a + eps)``
+(``a`` = its output, kept in the graph), and the input relevance is ``d(target)/dx * x`` computed with
+``create_graph=True``. Then
 the gradient at each layer's output equals ``R / a``, and the relevance a ReLU-ended linear block
 (conv or linear, optionally with BatchNorm) receives is exactly LRP-epsilon's
 ``x_j * sum_k w_jk R_k / (z_k + eps)``. The explained output layer uses the epsilon rule too
@@ -20,6 +21,11 @@ pass, and the running statistics are not updated twice). Each sample's block is 
 and its relevance does not flow through the other samples of the batch. Using running statistics
 while the classifier trains with batch statistics would let a heatmap loss reshape the eval-mode
 network behind the cross-entropy's back (observed: ISNet fine-tuning collapsed to chance in eval).
+
+One forward serves the heatmaps and the training loss (``forward(x, training=True)``): outside
+:meth:`DifferentiableLRP.relevance` the ReLUs and BatchNorms back-propagate their true gradients, so
+the loss's backward pass (through the forward and through the heatmap graph) is the exact gradient of
+the loss, and a training step needs no second, plain forward pass.
 """
 import contextlib
 
@@ -38,29 +44,63 @@ def stabilize(value, eps):
     return value + eps * (value >= 0).to(value).mul(2).sub(1)
 
 
+class BackwardMode:
+    """Which gradient the modified layers give: ``lrp`` inside :meth:`DifferentiableLRP.relevance`,
+    the network's true gradient otherwise (the training loss's own backward pass)."""
+
+    def __init__(self):
+        self.lrp = False
+
+    @contextlib.contextmanager
+    def relevance(self):
+        self.lrp = True
+        try:
+            yield
+        finally:
+            self.lrp = False
+
+
 class _EpsilonReLU(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, eps):
+    def forward(ctx, x, eps, mode):
         a = x.clamp(min=0)
         ctx.save_for_backward(a)
-        ctx.eps = eps
+        ctx.eps, ctx.mode = eps, mode
         return a
 
     @staticmethod
     def backward(ctx, grad):
         (a,) = ctx.saved_tensors
-        # written with differentiable ops on the saved output: the heatmap itself is differentiated
-        return grad * a / (a + ctx.eps), None
+        if ctx.mode.lrp:  # written with differentiable ops on the saved output: the heatmap is differentiated
+            return grad * a / (a + ctx.eps), None, None
+        return grad * (a > 0).to(grad), None, None  # the ReLU's own derivative
+
+
+class _GradientOnlyOutsideLRP(torch.autograd.Function):
+    """Identity whose gradient is zero while heatmaps are computed (and the identity otherwise)."""
+
+    @staticmethod
+    def forward(ctx, x, mode):
+        ctx.mode = mode
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (None if ctx.mode.lrp else grad), None
 
 
 @contextlib.contextmanager
-def epsilon_relu(model, eps):
-    """Inside the context every ``nn.ReLU`` of ``model`` back-propagates LRP-epsilon (forward unchanged)."""
+def epsilon_relu(model, eps, mode=None):
+    """Inside the context every ``nn.ReLU`` of ``model`` back-propagates LRP-epsilon while ``mode.lrp``
+    is set (always, without a ``mode``) and its true gradient otherwise; the forward is unchanged."""
+    if mode is None:
+        mode = BackwardMode()
+        mode.lrp = True
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     if not relus:
         raise UserError(f"{type(model).__name__} has no nn.ReLU: differentiable LRP needs ReLU networks")
     for module in relus:
-        module.forward = lambda x, eps=eps: _EpsilonReLU.apply(x, eps)
+        module.forward = lambda x, eps=eps: _EpsilonReLU.apply(x, eps, mode)
     try:
         yield
     finally:
@@ -69,9 +109,16 @@ def epsilon_relu(model, eps):
 
 
 @contextlib.contextmanager
-def batchnorm_constant_statistics(model, record):
-    """BatchNorm with its statistics as constants: running ones in eval mode, the batch's own
-    (detached, no running update) in training mode. ``record[module] = (mean, var)`` as used."""
+def batchnorm_constant_statistics(model, record, mode=None):
+    """BatchNorm with its statistics as constants for the heatmaps: running ones in eval mode, the
+    batch's own (detached) in training mode. ``record[module] = (mean, var)`` as used.
+
+    With a ``mode`` (this forward is also the model's training forward), a BatchNorm in training mode
+    is the exact one outside heatmaps: it updates its running statistics once, and the training
+    loss's gradient flows through the batch statistics as in a plain forward (heatmaps still treat
+    them as constants, sample by sample). Without one, the running statistics are left alone (a
+    second pass over the same batch must not count twice).
+    """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
     def forward(module, x):
@@ -81,7 +128,11 @@ def batchnorm_constant_statistics(model, record):
         else:
             mean, var = module.running_mean, module.running_var
         record[module] = (mean, var)
-        return F.batch_norm(x, mean, var, module.weight, module.bias, False, 0.0, module.eps)
+        constant = F.batch_norm(x, mean, var, module.weight, module.bias, False, 0.0, module.eps)
+        if mode is None or not module.training:
+            return constant
+        exact = type(module).forward(module, x)  # the value is the same; only its gradient differs
+        return constant + _GradientOnlyOutsideLRP.apply(exact - constant, mode)
 
     for module in norms:
         module.forward = lambda x, module=module: forward(module, x)
@@ -114,25 +165,35 @@ class DifferentiableLRP:
         if missing:
             raise UserError(f"differentiable LRP: model has no layer {', '.join(missing)}")
         self._modules = modules
+        self.mode = BackwardMode()  # LRP gradients inside relevance(), the true ones elsewhere
         self._first_block = None  # (affine module, batchnorm or None, first relu), found on first forward
 
     # --- forward ---------------------------------------------------------------------------------
-    def forward(self, x):
-        """Logits of ``x`` in a graph that heatmaps can be differentiated through."""
-        self.x = x if x.requires_grad else x.detach().requires_grad_(True)
+    def forward(self, x, training=False):
+        """Logits of ``x`` in a graph that heatmaps can be differentiated through.
+
+        ``training``: this is also the forward pass of the training loss (ISNet's cross-entropy and
+        heatmap loss share it, one forward per step): BatchNorm layers in training mode update their
+        running statistics and back-propagate the loss exactly as in the model's own forward. The
+        loss's backward pass always sees the true ReLU gradients; LRP's only apply to heatmaps.
+        """
+        if self.input_rule == "zb" and self._first_block is None:
+            self._first_block = self._find_first_block(x)
+        # z^B needs no gradient at the input, only at the first ReLU (which needs trainable weights or x)
+        trainable_first = self.input_rule == "zb" and self._first_block[0].weight.requires_grad
+        self.x = x if x.requires_grad or trainable_first else x.detach().requires_grad_(True)
         self.acts, handles = {}, []
         for name in self.layers:
             handles.append(self._modules[name].register_forward_hook(
                 lambda m, i, o, name=name: self.acts.__setitem__(name, o)))
         if self.input_rule == "zb":
-            if self._first_block is None:
-                self._first_block = self._find_first_block(self.x)
             relu = self._first_block[2]
             handles.append(relu.register_forward_hook(
                 lambda m, i, o: self.acts.setdefault("__first_relu__", o)))
         try:
             self._bn_stats = {}
-            with epsilon_relu(self.model, self.eps), batchnorm_constant_statistics(self.model, self._bn_stats):
+            with epsilon_relu(self.model, self.eps, self.mode), \
+                    batchnorm_constant_statistics(self.model, self._bn_stats, self.mode if training else None):
                 self.logits = self.model(self.x)
         finally:
             for handle in handles:
@@ -145,14 +206,15 @@ class DifferentiableLRP:
 
         ``create_graph=False`` gives plain heatmaps (no loss will be differentiated through them).
         """
-        inputs = [self.x] + [self.acts[name] for name in self.layers]
-        if self.input_rule == "zb":
-            inputs.append(self.acts["__first_relu__"])
-        grads = torch.autograd.grad(target.sum(), inputs, create_graph=create_graph, retain_graph=True)
+        # z^B starts from the first ReLU's output: the gradient at the input itself is not needed
+        first = [self.acts["__first_relu__"]] if self.input_rule == "zb" else [self.x]
+        inputs = first + [self.acts[name] for name in self.layers]
+        with self.mode.relevance():
+            grads = torch.autograd.grad(target.sum(), inputs, create_graph=create_graph, retain_graph=True)
         scale = target / stabilize(target, self.eps) if self.output_epsilon else torch.ones_like(target)
         scale = scale.view(-1, *([1] * (self.x.dim() - 1)))
         if self.input_rule == "zb":
-            rel_input = self._zb(self.acts["__first_relu__"] * grads[-1])
+            rel_input = self._zb(self.acts["__first_relu__"] * grads[0])
         else:
             rel_input = self.x * grads[0]
         layers = {}
@@ -190,20 +252,28 @@ class DifferentiableLRP:
         conv = F.conv2d if isinstance(affine, nn.Conv2d) else F.conv1d
         return conv(x, weight, bias, affine.stride, affine.padding, affine.dilation, affine.groups)
 
+    def _transposed(self, s, weight):
+        """``W^T s``: the first layer's adjoint applied to ``s``, shaped like the input."""
+        affine, x = self._first_block[0], self.x
+        if isinstance(affine, nn.Linear):
+            return (s @ weight).view_as(x)
+        transpose = F.conv_transpose2d if isinstance(affine, nn.Conv2d) else F.conv_transpose1d
+        size = [(n - 1) * st - 2 * p + d * (k - 1) + 1 for n, st, p, d, k in
+                zip(s.shape[2:], affine.stride, affine.padding, affine.dilation, weight.shape[2:])]
+        extra = tuple(want - got for want, got in zip(x.shape[2:], size))  # strides that drop pixels
+        return transpose(s, weight, None, affine.stride, affine.padding, extra, affine.groups, affine.dilation)
+
     def _zb(self, rel_out):
         x = self.x
         weight, bias = self._merged_params()
-        low = torch.as_tensor(self.low).to(x).expand_as(x)
-        high = torch.as_tensor(self.high).to(x).expand_as(x)
+        low, high = torch.as_tensor(self.low).to(x), torch.as_tensor(self.high).to(x)
         w_pos, w_neg = weight.clamp(min=0), weight.clamp(max=0)
-        denominator = (self._apply(x, weight, bias) - self._apply(low, w_pos, bias.clamp(min=0))
-                       - self._apply(high, w_neg, bias.clamp(max=0)))
+        one = (1,) + tuple(x.shape[1:])  # the bound images are the same for every sample: one each
+        denominator = (self._apply(x, weight, bias) - self._apply(low.expand(one), w_pos, bias.clamp(min=0))
+                       - self._apply(high.expand(one), w_neg, bias.clamp(max=0)))
         s = rel_out / stabilize(denominator, 1e-6)
-        probe = torch.zeros_like(x, requires_grad=True)
-        # W^T s for each weight variant: the layer is linear, so d<layer(probe), s>/d probe = W^T s
-        parts = [torch.autograd.grad((self._apply(probe, w, None) * s).sum(), probe, create_graph=True)[0]
-                 for w in (weight, w_pos, w_neg)]
-        return x * parts[0] - low * parts[1] - high * parts[2]
+        return (x * self._transposed(s, weight) - low * self._transposed(s, w_pos)
+                - high * self._transposed(s, w_neg))
 
 
 def execution_order(model, example):
