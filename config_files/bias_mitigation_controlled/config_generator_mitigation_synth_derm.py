@@ -49,7 +49,10 @@ GRID = {
     # input gradients are shaped mostly by the first blocks: freeze less
     + [(f"features.2_lamb{_fmt(lamb)}", {"layer_name": "features.2", "lamb": lamb}) for lamb in (100.0, 1000.0)]
     + [(f"unfrozen_lamb{_fmt(lamb)}", {"freeze": False, "lamb": lamb}) for lamb in (100.0, 1000.0)]
-    + [("unfrozen_cosine_lamb10", {"freeze": False, "lamb": 10.0, "rrr_penalty": "cosine"})],
+    + [("unfrozen_cosine_lamb10", {"freeze": False, "lamb": 10.0, "rrr_penalty": "cosine"})]
+    # the penalty on the LRP heatmap (what artifact relevance measures); the share lies in [0, 1]
+    + [(f"unfrozen_lrp_share_lamb{_fmt(lamb)}", {"freeze": False, "lamb": lamb, "rrr_explanation": "lrp",
+                                                 "rrr_penalty": "share"}) for lamb in (1.0, 10.0)],
     # RR-ClArC penalises the spatially averaged gradient, i.e. a uniform shift along v: a CAV of
     # mean-pooled activations describes exactly that shift
     "RRClarc": [(f"{layer}_lamb{_fmt(lamb)}", {"layer_name": layer, "lamb": lamb, "cav_mode": "cavs_mean"})

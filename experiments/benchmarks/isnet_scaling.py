@@ -69,7 +69,7 @@ def main(argv=None):
     parser.add_argument("--classes", type=int, nargs="+", default=[2, 10, 100])
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--img_size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (fixed for comparable timings)")
     parser.add_argument("--input_rule", choices=["zb", "gradient"], default="zb")
     parser.add_argument("--out", default="outputs/benchmarks/isnet_scaling")

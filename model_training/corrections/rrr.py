@@ -1,6 +1,19 @@
 """RRR (Right for the Right Reasons, Ross et al. 2017): penalise input gradients inside the artifact.
 
-``L = CE + lamb * mean over samples with a mask of penalty(grad_x sum_k log p_k(x), M)``:
+``L = CE + lamb * mean over samples with a mask of penalty(E(x), M)`` with the explanation ``E``
+(``rrr_explanation``):
+
+* ``gradient``: ``grad_x sum_k log p_k(x)`` (the published loss);
+* ``lrp`` (**ours**, in the spirit of "Right for Better Reasons"): the differentiable epsilon-LRP
+  heatmap of the true class's logit (``epsilon`` and ``input_rule`` as for ISNet), from the same
+  forward as the training loss. It penalises relevance, the quantity the evaluation measures,
+  instead of a gradient that need not follow it (see the caveat below). Measured on the demo model
+  (all layers trainable, ``share``, lambda 1): attacked test accuracy 0.706 -> 0.824 at clean
+  0.882 -> 0.866, the best RRR result; but the artifact relevance of the evaluation's composite
+  (z+ on convolutions) does not fall (0.328 -> 0.340): lowering epsilon-LRP relevance on the
+  artifact does not lower z+ relevance there.
+
+and the penalty:
 
 * ``squared``: ``sum((M * grad)^2)`` per sample (the published loss);
 * ``cosine``: cosine similarity between ``|grad|`` (summed over channels) and ``M``: scale-free, so
@@ -27,6 +40,7 @@ import torch.nn.functional as F
 
 from model_training.corrections.base import Correction, register_correction
 from utils.distributed import get_context
+from utils.lrp.differentiable import DifferentiableLRP, input_bounds
 
 
 def _squared(grad, mask):
@@ -53,13 +67,20 @@ def rrr_penalty(x, logits, mask, has_mask, kind="squared"):
     Under ``torchrun`` the mean is over the masked samples of the global batch, whichever ranks
     hold them (a rank without any contributes zero).
     """
+    if not bool(has_mask.any()):  # no gradient needed; the other ranks may still have masks
+        return masked_mean(logits.sum(1) * 0.0, has_mask)
+    log_probs = F.log_softmax(logits, dim=1).sum()
+    (grad,) = torch.autograd.grad(log_probs, x, create_graph=True)
+    return masked_mean(PENALTIES[kind](grad, mask.to(grad)), has_mask)
+
+
+def masked_mean(penalty, has_mask):
+    """Mean of per-sample ``penalty`` over the samples with a mask (of the global batch under torchrun)."""
     context = get_context()
     n_masked = context.sum([int(has_mask.sum())])[0]
     if n_masked == 0 or not bool(has_mask.any()):
-        return logits.sum() * 0.0  # keeps the graph; nothing to penalise in this batch
-    log_probs = F.log_softmax(logits, dim=1).sum()
-    (grad,) = torch.autograd.grad(log_probs, x, create_graph=True)
-    penalty = PENALTIES[kind](grad, mask.to(grad))[has_mask]
+        return penalty.sum() * 0.0  # keeps the graph; nothing to penalise in this batch
+    penalty = penalty[has_mask]
     return context.mean_share(penalty.sum(), n_masked) if context.enabled else penalty.mean()
 
 
@@ -68,9 +89,26 @@ class RRR(Correction):
     uses_lamb = True
 
     def prepare(self, ctx):
-        ctx.extras["input_requires_grad"] = True
+        self.lrp = None
+        if self.config.rrr_explanation == "gradient":
+            ctx.extras["input_requires_grad"] = True
+            return
+        split = ctx.splits.train
+        low, high = input_bounds(split, split.load_raw(0).shape[0])
+        self.lrp = DifferentiableLRP(ctx.model, eps=self.config.epsilon, input_rule=self.config.input_rule,
+                                     low=low[None], high=high[None])
+
+    def forward(self, model, x):
+        return self.lrp.forward(x, training=True) if self.lrp is not None else model(x)
 
     def extra_loss(self, model, batch, logits):
-        x, _, mask, _, has_mask = batch[:5]
+        x, y, mask, _, has_mask = batch[:5]
         has_mask = torch.as_tensor(has_mask, dtype=torch.bool, device=logits.device)
-        return self.config.lamb * rrr_penalty(x, logits, mask.to(logits.device), has_mask, self.config.rrr_penalty)
+        mask = mask.to(logits.device)
+        if self.lrp is None:
+            return self.config.lamb * rrr_penalty(x, logits, mask, has_mask, self.config.rrr_penalty)
+        if logits is not getattr(self.lrp, "logits", None):  # logits of a plain forward: run the LRP one
+            logits = self.lrp.forward(x.detach())
+        target = logits.gather(1, y.to(logits.device)[:, None])[:, 0]
+        heatmap = self.lrp.relevance(target, create_graph=True)["input"]
+        return self.config.lamb * masked_mean(PENALTIES[self.config.rrr_penalty](heatmap, mask.to(heatmap)), has_mask)

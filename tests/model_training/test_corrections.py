@@ -54,6 +54,7 @@ def _batch(ctx, n=8):
 
 CASES = [("Vanilla", {}), ("RRR", {"rrr_penalty": "squared", "lamb": 10.0}), ("RRR", {"rrr_penalty": "cosine"}),
          ("RRR", {"rrr_penalty": "share", "lamb": 10.0}),
+         ("RRR", {"rrr_explanation": "lrp", "rrr_penalty": "share", "lamb": 10.0}),
          ("RRClarc", {"criterion": "all_logits_random"}), ("RRClarc", {"criterion": "logprobs"}),
          ("RRClarc", {"criterion": "target"}), ("ISNet", {"variant": "selective", "C1": 1.0, "C2": 10.0}),
          ("ISNet", {"variant": "stochastic", "selective_class": "lowest_logit"}),
@@ -75,7 +76,7 @@ def test_loss_is_finite_and_gradients_respect_freezing(tiny, tmp_path, method, o
     x, y, *rest = _batch(ctx)
     if ctx.extras.get("input_requires_grad"):
         x.requires_grad_(True)
-    logits = model(x)
+    logits = correction.forward(model, x)  # the Trainer's forward: shared with the heatmaps where a method has one
     extra = correction.extra_loss(model, (x, y, *rest), logits)
     loss = F.cross_entropy(logits, y) + (extra if extra is not None else 0.0)
     assert torch.isfinite(loss)

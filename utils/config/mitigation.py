@@ -39,6 +39,10 @@ class MitigationConfig(TrainingConfig):
     rrr_penalty: Literal["squared", "cosine", "share"] = Field(
         "squared", description="RRR: squared sum of the masked input gradient, cosine(|grad|, mask), or the "
                                "share of |grad| inside the mask (scale-free)")
+    rrr_explanation: Literal["gradient", "lrp"] = Field(
+        "gradient", description="RRR: explanation penalised inside the mask: the input gradient of the "
+                                "log-probabilities, or the differentiable epsilon-LRP heatmap of the true "
+                                "class (uses epsilon and input_rule)")
 
     # --- RR-ClArC ---------------------------------------------------------------------------
     criterion: Literal["all_logits_random", "logprobs", "target"] = Field(
@@ -54,8 +58,8 @@ class MitigationConfig(TrainingConfig):
     E: float = Field(1.0, gt=0, description="ISNet: background loss scale l_bkg = log(1 + b/E)")
     A: float = Field(1.0, ge=0, description="ISNet: weight of the background loss")
     B: float = Field(1.0, ge=0, description="ISNet: weight of the foreground loss")
-    epsilon: float = Field(0.01, gt=0, description="ISNet: epsilon of the differentiable LRP")
-    input_rule: Literal["gradient", "zb"] = Field("zb", description="ISNet: LRP rule of the input layer")
+    epsilon: float = Field(0.01, gt=0, description="ISNet and RRR with rrr_explanation lrp: epsilon of the differentiable LRP")
+    input_rule: Literal["gradient", "zb"] = Field("zb", description="ISNet and RRR with rrr_explanation lrp: LRP rule of the input layer")
     C1: float | None = Field(None, gt=0, description="ISNet: lower foreground bound (None: tuned)")
     C2: float | None = Field(None, gt=0, description="ISNet: upper foreground bound (None: tuned)")
     tune_epochs: int = Field(2, ge=0, description="ISNet: plain epochs whose heatmaps tune C1/C2")
