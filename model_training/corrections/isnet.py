@@ -171,8 +171,7 @@ class ISNet(Correction):
     def extra_loss(self, model, batch, logits):
         x, y, _, foreground = batch[:4]
         foreground = foreground.to(logits.device)
-        shared = logits is getattr(self.lrp, "logits", None)  # else: logits of a plain forward
-        relevances = self.heatmaps(self.lrp, x.detach(), y, sharded=True, logits=logits if shared else None)
+        relevances = self.heatmaps(self.lrp, x.detach(), y, sharded=True, logits=self.lrp.logits_for(x, logits))
         penalty = self.heatmap_loss(relevances, foreground)
         # the Trainer adds CE with weight 1; ISNet weighs it (1 - P)
         return self.config.P * (penalty - self.criterion(logits, y))

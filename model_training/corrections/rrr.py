@@ -107,8 +107,7 @@ class RRR(Correction):
         mask = mask.to(logits.device)
         if self.lrp is None:
             return self.config.lamb * rrr_penalty(x, logits, mask, has_mask, self.config.rrr_penalty)
-        if logits is not getattr(self.lrp, "logits", None):  # logits of a plain forward: run the LRP one
-            logits = self.lrp.forward(x.detach())
+        logits = self.lrp.logits_for(x, logits)
         target = logits.gather(1, y.to(logits.device)[:, None])[:, 0]
         heatmap = self.lrp.relevance(target, create_graph=True)["input"]
         return self.config.lamb * masked_mean(PENALTIES[self.config.rrr_penalty](heatmap, mask.to(heatmap)), has_mask)

@@ -167,6 +167,7 @@ class DifferentiableLRP:
         self._modules = modules
         self.mode = BackwardMode()  # LRP gradients inside relevance(), the true ones elsewhere
         self._first_block = None  # (affine module, batchnorm or None, first relu), found on first forward
+        self.logits = None  # of the last forward
 
     # --- forward ---------------------------------------------------------------------------------
     def forward(self, x, training=False):
@@ -199,6 +200,11 @@ class DifferentiableLRP:
             for handle in handles:
                 handle.remove()
         return self.logits
+
+    def logits_for(self, x, logits):
+        """``logits`` if they come from this object's last forward (the training forward shared with
+        the loss), else those of a new forward of ``x``."""
+        return logits if logits is self.logits else self.forward(x.detach())
 
     # --- relevance -------------------------------------------------------------------------------
     def relevance(self, target, create_graph=True):
