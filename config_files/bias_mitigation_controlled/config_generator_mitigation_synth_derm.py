@@ -52,7 +52,10 @@ GRID = {
     + [("unfrozen_cosine_lamb10", {"freeze": False, "lamb": 10.0, "rrr_penalty": "cosine"})]
     # the penalty on the LRP heatmap (what artifact relevance measures); the share lies in [0, 1]
     + [(f"unfrozen_lrp_share_lamb{_fmt(lamb)}", {"freeze": False, "lamb": lamb, "rrr_explanation": "lrp",
-                                                 "rrr_penalty": "share"}) for lamb in (1.0, 10.0)],
+                                                 "rrr_penalty": "share"}) for lamb in (1.0, 10.0)]
+    # the heatmap of the model's own composite (z+ on convolutions) and the artifact relevance itself
+    + [(f"unfrozen_composite_lamb{_fmt(lamb)}", {"freeze": False, "lamb": lamb, "rrr_explanation": "lrp_composite",
+                                                 "rrr_penalty": "positive_share"}) for lamb in (1.0, 2.0, 3.0, 10.0)],
     # RR-ClArC penalises the spatially averaged gradient, i.e. a uniform shift along v: a CAV of
     # mean-pooled activations describes exactly that shift
     "RRClarc": [(f"{layer}_lamb{_fmt(lamb)}", {"layer_name": layer, "lamb": lamb, "cav_mode": "cavs_mean"})

@@ -40,7 +40,7 @@ SYNTH_DERM = {
     # one run per method of config_files/bias_mitigation_controlled/synth_derm/: the grid's best
     # configuration of each (chosen on the validation split; see the mitigation README)
     "mitigation_dir": "bias_mitigation_controlled/synth_derm",
-    "mitigation": ["Vanilla_features.10", "RRR_features.6_cosine_lamb1", "RRClarc_features.10_lamb100000",
+    "mitigation": ["Vanilla_features.10", "RRR_unfrozen_composite_lamb2", "RRClarc_features.10_lamb100000",
                    "PClarc_features.10_mean", "ReactivePClarc_features.14_mean", "ISNet_selective"],
     "annotation": {"seed_from": "spray", "n_seeds": 5},
 }

@@ -37,13 +37,14 @@ from utils.lrp.differentiable import DifferentiableLRP, input_bounds
 def gwrp(values, valid, d):
     """Global weighted ranked pooling over the last dim: sort descending, weights ``d^i`` over the
     ``valid`` entries only, weighted mean. ``d = 0`` is max pooling."""
-    ranked, order = torch.sort(values.masked_fill(~valid, float("-inf")), dim=-1, descending=True)
+    ranked, _ = torch.sort(values.masked_fill(~valid, float("-inf")), dim=-1, descending=True)
+    ranked = torch.where(torch.isfinite(ranked), ranked, torch.zeros_like(ranked))  # invalid ones last, as 0
+    weights = float(d) ** torch.arange(values.shape[-1], dtype=torch.float64, device=values.device)
+    # the weights of the valid ranks sum to cumsum(weights)[n_valid - 1]: one weight vector for all rows
+    totals = torch.cat([weights.new_zeros(1), weights.cumsum(0)]).to(values.dtype)
     n_valid = valid.sum(-1, keepdim=True)
-    rank = torch.arange(values.shape[-1], device=values.device).expand_as(values)
-    weights = torch.pow(torch.as_tensor(float(d), device=values.device), rank.to(values.dtype))
-    weights = weights * (rank < n_valid).to(values.dtype)
-    ranked = torch.where(torch.isfinite(ranked), ranked, torch.zeros_like(ranked))
-    return (ranked * weights).sum(-1) / weights.sum(-1).clamp(min=1e-12)
+    total = totals.expand(*n_valid.shape[:-1], -1).gather(-1, n_valid)[..., 0]
+    return (ranked * weights.to(values.dtype)).sum(-1) / total.clamp(min=1e-12)
 
 
 def background_loss(rel, foreground, d, E):

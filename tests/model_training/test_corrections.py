@@ -55,6 +55,7 @@ def _batch(ctx, n=8):
 CASES = [("Vanilla", {}), ("RRR", {"rrr_penalty": "squared", "lamb": 10.0}), ("RRR", {"rrr_penalty": "cosine"}),
          ("RRR", {"rrr_penalty": "share", "lamb": 10.0}),
          ("RRR", {"rrr_explanation": "lrp", "rrr_penalty": "share", "lamb": 10.0}),
+         ("RRR", {"rrr_explanation": "lrp_composite", "rrr_penalty": "positive_share", "lamb": 10.0}),
          ("RRClarc", {"criterion": "all_logits_random"}), ("RRClarc", {"criterion": "logprobs"}),
          ("RRClarc", {"criterion": "target"}), ("ISNet", {"variant": "selective", "C1": 1.0, "C2": 10.0}),
          ("ISNet", {"variant": "stochastic", "selective_class": "lowest_logit"}),
@@ -104,6 +105,16 @@ def test_share_penalty_is_the_scale_free_share_of_the_gradient_inside_the_mask()
     # shrinking the gradient (the squared penalty's escape) leaves the share unchanged
     assert torch.allclose(PENALTIES["share"](grad * 1e-3, mask), share)
     assert torch.allclose(PENALTIES["share"](grad, 1.0 - mask)[0], torch.tensor(0.0))
+
+
+def test_positive_share_penalty_is_the_artifact_relevance_metric():
+    from utils.evaluation.relevance import relevance_share
+
+    torch.manual_seed(0)
+    relevance = torch.randn(3, 3, 6, 6)
+    mask = (torch.rand(3, 1, 6, 6) > 0.6).float()
+    assert torch.allclose(PENALTIES["positive_share"](relevance, mask), relevance_share(relevance, mask[:, 0]))
+    assert torch.allclose(PENALTIES["positive_share"](relevance * 1e-3, mask), PENALTIES["positive_share"](relevance, mask))
 
 
 def test_frozen_batchnorm_keeps_statistics(tiny, tmp_path):

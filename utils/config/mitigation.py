@@ -36,13 +36,16 @@ class MitigationConfig(TrainingConfig):
         "svm", description="rP-ClArC: CAV with a bias that decides whether the artifact is present")
 
     # --- RRR --------------------------------------------------------------------------------
-    rrr_penalty: Literal["squared", "cosine", "share"] = Field(
-        "squared", description="RRR: squared sum of the masked input gradient, cosine(|grad|, mask), or the "
-                               "share of |grad| inside the mask (scale-free)")
-    rrr_explanation: Literal["gradient", "lrp"] = Field(
+    rrr_penalty: Literal["squared", "cosine", "share", "positive_share"] = Field(
+        "squared", description="RRR: squared sum of the masked input gradient, cosine(|grad|, mask), the "
+                               "share of |grad| inside the mask (scale-free), or the share of positive "
+                               "channel-summed relevance inside the mask (the artifact relevance metric)")
+    rrr_explanation: Literal["gradient", "lrp", "lrp_composite"] = Field(
         "gradient", description="RRR: explanation penalised inside the mask: the input gradient of the "
-                                "log-probabilities, or the differentiable epsilon-LRP heatmap of the true "
-                                "class (uses epsilon and input_rule)")
+                                "log-probabilities, the differentiable epsilon-LRP heatmap of the true "
+                                "class (uses epsilon and input_rule), or the heatmap of the model's own LRP "
+                                "composite (z+ on convolutions for the VGG/ResNet families: what the "
+                                "evaluation measures; fast LRP backend, batch statistics)")
 
     # --- RR-ClArC ---------------------------------------------------------------------------
     criterion: Literal["all_logits_random", "logprobs", "target"] = Field(

@@ -25,7 +25,9 @@ network behind the cross-entropy's back (observed: ISNet fine-tuning collapsed t
 One forward serves the heatmaps and the training loss (``forward(x, training=True)``): outside
 :meth:`DifferentiableLRP.relevance` the ReLUs and BatchNorms back-propagate their true gradients, so
 the loss's backward pass (through the forward and through the heatmap graph) is the exact gradient of
-the loss, and a training step needs no second, plain forward pass.
+the loss, and a training step needs no second, plain forward pass. A BatchNorm in training mode is
+then computed once (``_TrainingBatchNorm``): its backward is the exact one for the loss and the
+constant-statistics one inside heatmaps.
 """
 import contextlib
 
@@ -73,7 +75,7 @@ class _EpsilonReLU(torch.autograd.Function):
         (a,) = ctx.saved_tensors
         if ctx.mode.lrp:  # written with differentiable ops on the saved output: the heatmap is differentiated
             return grad * a / (a + ctx.eps), None, None
-        return grad * (a > 0).to(grad), None, None  # the ReLU's own derivative
+        return torch.ops.aten.threshold_backward(grad, a, 0), None, None  # the ReLU's own backward kernel
 
 
 class _GradientOnlyOutsideLRP(torch.autograd.Function):
@@ -108,6 +110,43 @@ def epsilon_relu(model, eps, mode=None):
             del module.forward  # back to the class's forward
 
 
+class _TrainingBatchNorm(torch.autograd.Function):
+    """A training-mode BatchNorm computed once: its value and running-statistics update are the
+    module's own, its gradient is the exact one (through the batch statistics) for the training loss
+    and, while heatmaps are computed, ``grad * weight / sqrt(var + eps)`` with the batch's statistics
+    as constants. Returns the output and the statistics used (mean, 1 / sqrt(var + eps))."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, module, mode):
+        out, mean, invstd = torch.native_batch_norm(x, weight, bias, module.running_mean, module.running_var,
+                                                    True, _running_update_factor(module), module.eps)
+        ctx.mark_non_differentiable(mean, invstd)
+        ctx.save_for_backward(x, weight, mean, invstd)
+        ctx.mode, ctx.eps = mode, module.eps
+        return out, mean, invstd
+
+    @staticmethod
+    def backward(ctx, grad, _mean, _invstd):
+        x, weight, mean, invstd = ctx.saved_tensors
+        if ctx.mode.lrp:  # differentiable ops on the saved weight: the heatmap is differentiated
+            scale = invstd if weight is None else weight * invstd
+            return grad * scale.view(1, -1, *([1] * (x.dim() - 2))), None, None, None, None
+        grad_x, grad_weight, grad_bias = torch.ops.aten.native_batch_norm_backward(
+            grad, x, weight, None, None, mean, invstd, True, ctx.eps, list(ctx.needs_input_grad[:3]))
+        return grad_x, grad_weight, grad_bias, None, None
+
+
+def _running_update_factor(module):
+    """What ``nn.BatchNorm`` does to its counters in a training forward; the momentum it updates with."""
+    if not module.track_running_stats or module.num_batches_tracked is None:
+        return 0.0 if module.momentum is None else module.momentum
+    module.num_batches_tracked.add_(1)
+    return 1.0 / float(module.num_batches_tracked) if module.momentum is None else module.momentum
+
+
+_PLAIN_BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)  # not SyncBatchNorm: it talks to other ranks
+
+
 @contextlib.contextmanager
 def batchnorm_constant_statistics(model, record, mode=None):
     """BatchNorm with its statistics as constants for the heatmaps: running ones in eval mode, the
@@ -122,6 +161,10 @@ def batchnorm_constant_statistics(model, record, mode=None):
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
     def forward(module, x):
+        if mode is not None and module.training and type(module) in _PLAIN_BATCHNORM:  # one pass, not two
+            out, mean, invstd = _TrainingBatchNorm.apply(x, module.weight, module.bias, module, mode)
+            record[module] = (mean, invstd.pow(-2) - module.eps)
+            return out
         if module.training or module.running_mean is None:
             dims = [0] + list(range(2, x.dim()))
             var, mean = torch.var_mean(x.detach(), dims, unbiased=False)
@@ -187,8 +230,10 @@ class DifferentiableLRP:
         for name in self.layers:
             handles.append(self._modules[name].register_forward_hook(
                 lambda m, i, o, name=name: self.acts.__setitem__(name, o)))
-        if self.input_rule == "zb":
-            relu = self._first_block[2]
+        if self.input_rule == "zb":  # the first block's pre-activation is z^B's denominator
+            affine, _, relu = self._first_block
+            handles.append(affine.register_forward_hook(
+                lambda m, i, o: self.acts.setdefault("__first_affine__", o)))
             handles.append(relu.register_forward_hook(
                 lambda m, i, o: self.acts.setdefault("__first_relu__", o)))
         try:
@@ -258,16 +303,34 @@ class DifferentiableLRP:
         conv = F.conv2d if isinstance(affine, nn.Conv2d) else F.conv1d
         return conv(x, weight, bias, affine.stride, affine.padding, affine.dilation, affine.groups)
 
-    def _transposed(self, s, weight):
-        """``W^T s``: the first layer's adjoint applied to ``s``, shaped like the input."""
+    def _transposed(self, s, w_pos, w_neg):
+        """``W+^T s`` and ``W-^T s``: the first layer's adjoint applied to ``s``, each shaped like the
+        input. One transposed convolution with both weights stacked (its cost is mostly reading ``s``)."""
         affine, x = self._first_block[0], self.x
         if isinstance(affine, nn.Linear):
-            return (s @ weight).view_as(x)
+            return [(s @ weight).view_as(x) for weight in (w_pos, w_neg)]
         transpose = F.conv_transpose2d if isinstance(affine, nn.Conv2d) else F.conv_transpose1d
         size = [(n - 1) * st - 2 * p + d * (k - 1) + 1 for n, st, p, d, k in
-                zip(s.shape[2:], affine.stride, affine.padding, affine.dilation, weight.shape[2:])]
+                zip(s.shape[2:], affine.stride, affine.padding, affine.dilation, w_pos.shape[2:])]
         extra = tuple(want - got for want, got in zip(x.shape[2:], size))  # strides that drop pixels
-        return transpose(s, weight, None, affine.stride, affine.padding, extra, affine.groups, affine.dilation)
+
+        def apply(weight):
+            return transpose(s, weight, None, affine.stride, affine.padding, extra, affine.groups, affine.dilation)
+
+        if affine.groups != 1:  # stacking would mix the groups' input channels
+            return [apply(w_pos), apply(w_neg)]
+        return list(apply(torch.cat([w_pos, w_neg], 1)).chunk(2, 1))
+
+    def _pre_activation(self):
+        """The first block's output before its ReLU, BatchNorm statistics as constants: the merged
+        layer applied to ``x``, taken from the forward pass instead of a second convolution."""
+        out = self.acts["__first_affine__"]
+        _, norm, _ = self._first_block
+        if norm is None:
+            return out
+        mean, var = self._bn_stats[norm]
+        shape = (1, -1) + (1,) * (out.dim() - 2)
+        return (out - mean.view(shape)) * (norm.weight / torch.sqrt(var + norm.eps)).view(shape) + norm.bias.view(shape)
 
     def _zb(self, rel_out):
         x = self.x
@@ -275,11 +338,12 @@ class DifferentiableLRP:
         low, high = torch.as_tensor(self.low).to(x), torch.as_tensor(self.high).to(x)
         w_pos, w_neg = weight.clamp(min=0), weight.clamp(max=0)
         one = (1,) + tuple(x.shape[1:])  # the bound images are the same for every sample: one each
-        denominator = (self._apply(x, weight, bias) - self._apply(low.expand(one), w_pos, bias.clamp(min=0))
+        denominator = (self._pre_activation() - self._apply(low.expand(one), w_pos, bias.clamp(min=0))
                        - self._apply(high.expand(one), w_neg, bias.clamp(max=0)))
         s = rel_out / stabilize(denominator, 1e-6)
-        return (x * self._transposed(s, weight) - low * self._transposed(s, w_pos)
-                - high * self._transposed(s, w_neg))
+        # x W^T s - low W+^T s - high W-^T s, with W = W+ + W-: two transposes, not three
+        pos, neg = self._transposed(s, w_pos, w_neg)
+        return (x - low) * pos + (x - high) * neg
 
 
 def execution_order(model, example):

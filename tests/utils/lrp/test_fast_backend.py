@@ -316,3 +316,63 @@ def test_model_with_a_hook_falls_back_to_zennit():
         handle.remove()
     assert_same_attribution(reference, result)
     assert isinstance(get_attributor(model), FastBackend)
+
+
+# --- differentiable heatmaps (training losses) -------------------------------------------------
+
+
+class _HeatmapOf(nn.Module):
+    """The heatmap as a module, so ``torch.func.functional_call`` can swap the model's parameters."""
+
+    def __init__(self, model, targets, composite=None):
+        super().__init__()
+        self.model, self.targets = model, targets
+        self.backend = get_attributor(model, backend="fast", composite=composite)
+
+    def forward(self, x):
+        return self.backend.differentiable_heatmap(x, self.targets)
+
+
+@pytest.mark.parametrize("name", ["tiny_vgg", "tiny_resnet", "test_cnn1d"])
+@pytest.mark.parametrize("composite", [None, "epsilon_alpha2_beta1_flat"])
+def test_differentiable_heatmap_is_the_attribution_and_its_gradient_is_exact(name, composite):
+    model, x = _model(name).eval(), _input(name, size=8)
+    heatmap_of = _HeatmapOf(model, [1, 3], composite)
+    heatmap = heatmap_of(x)
+    assert heatmap.requires_grad
+    assert_close(heatmap.detach(), heatmap_of.backend.attribute(x, targets=[1, 3]).heatmap)
+    names = [f"model.{n}" for n, _ in model.named_parameters()]
+    point = (x, *(p.detach() for p in model.parameters()))
+
+    def of(values):
+        return torch.func.functional_call(heatmap_of, dict(zip(names, values[1:])), (values[0],))
+
+    # a random directional derivative of <v, heatmap>, w.r.t. the input and every parameter at once,
+    # by autograd (the double backprop a training loss uses) and by central differences
+    torch.manual_seed(1)
+    direction = [torch.randn_like(t) for t in point]
+    v = torch.randn_like(heatmap)
+    inputs = [t.clone().requires_grad_(True) for t in point]
+    grads = torch.autograd.grad((of(inputs) * v).sum(), inputs)
+    analytic = sum((g * d).sum() for g, d in zip(grads, direction))
+    step = 1e-6
+    plus = of([t + step * d for t, d in zip(point, direction)])
+    minus = of([t - step * d for t, d in zip(point, direction)])
+    numeric = ((plus - minus) * v).sum() / (2 * step)
+    assert analytic.abs() > 1e-3
+    assert float(analytic) == pytest.approx(float(numeric), rel=1e-5)
+
+
+def test_differentiable_heatmap_normalises_with_the_given_batch_statistics():
+    from utils.lrp.fast.backend import batch_norm_statistics
+
+    model, x = _model("tiny_vgg").train(), _input("tiny_vgg", n=4)
+    with batch_norm_statistics(model) as statistics:
+        model(x)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert set(statistics) == set(norms)
+    heatmap = get_attributor(model, backend="fast").differentiable_heatmap(x, [0, 1, 2, 3], statistics)
+    for module in norms:  # the same network with those statistics as its running ones
+        module.running_mean, module.running_var = (t.clone() for t in statistics[module])
+    assert_close(heatmap.detach(), get_attributor(model, backend="fast").attribute(x, targets=[0, 1, 2, 3]).heatmap)
+    assert not any(module._forward_hooks for module in norms)  # the recording hooks are gone

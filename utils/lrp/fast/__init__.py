@@ -1,4 +1,5 @@
-"""A fast LRP engine for conv nets: zennit's rules, evaluated in closed form without autograd.
+"""A fast LRP engine for conv nets: zennit's rules, evaluated in closed form without autograd
+(and differentiable through autograd when a training loss needs the heatmap's gradient).
 
 ``nodes``: the tree a model is walked as; ``rules``: one module and its rule; ``graph``: the
 declarative description of the supported families; ``backend``: the ``"fast"`` backend of

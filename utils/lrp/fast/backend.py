@@ -14,10 +14,12 @@ Two deliberate differences, both where crp's bookkeeping rather than LRP decides
   smaller than the batch). Here every sample simply gets its own condition, in batch order.
   When all samples name the same layers, as in every caller of this framework, the two agree.
 """
+import contextlib
 import warnings
 
 import numpy as np
 import torch
+from torch import nn
 
 from utils.errors import UserError
 from utils.lrp.attribution import Attribution, conditions_from, register_backend
@@ -32,7 +34,8 @@ class FastBackend:
 
     The graph is built once from the model's structure; parameters are read at every call, so
     the backend follows a model that is being trained. Computes eval-mode semantics (running
-    BatchNorm statistics, no dropout) whatever ``model.training`` says.
+    BatchNorm statistics, no dropout) whatever ``model.training`` says;
+    :meth:`differentiable_heatmap` can normalise with other statistics.
     """
 
     def __init__(self, model, spec, composite=None):
@@ -95,6 +98,25 @@ class FastBackend:
         heatmap = torch.zeros_like(x) if heatmap is None else heatmap
         return Attribution(heatmap, outputs, relevances, activations)
 
+    def differentiable_heatmap(self, x, targets, statistics=None):
+        """The input heatmap of ``targets`` (one class per sample) as a differentiable function of
+        the parameters and of ``x``: the relevance the evaluation measures, for a training loss.
+
+        ``statistics``: ``{batch_norm: (mean, var)}`` to normalise with instead of the running
+        statistics, e.g. the training batch's (:func:`batch_norm_statistics`): a loss on the heatmap
+        of the eval-mode network, while the cross-entropy trains with batch statistics, could
+        reshape that network behind the cross-entropy's back. Checked against finite differences
+        (``tests/utils/lrp/test_fast_backend.py``); zennit's hooks give no second derivative.
+        """
+        hooked = find_hook(self.model)
+        if hooked:
+            raise UserError(f"a differentiable heatmap cannot replay {hooked}")
+        conditions = conditions_from(targets, None, n=len(x))
+        trace = _Trace(conditions, [], None, frozenset(), False, statistics)
+        with torch.enable_grad():
+            logits = self.graph.run(x, trace)
+            return self.graph.explain(_initial_relevance(logits, None, conditions), trace)
+
     def _recorded_layers(self, record_layers, condition_layers, start_layer):
         """crp records the requested layers, the condition layers and the start layer."""
         known = set(self.graph.output_order)
@@ -108,6 +130,31 @@ class FastBackend:
         return list(dict.fromkeys(layers + ([start_layer] if start_layer is not None else [])))
 
 
+@contextlib.contextmanager
+def batch_norm_statistics(model):
+    """Inside the context, the forward passes of ``model`` record into the yielded dict what each
+    BatchNorm normalises with: the batch's mean and (biased) variance in training mode, detached,
+    its running statistics otherwise (the last forward wins)."""
+    record, handles = {}, []
+
+    def hook(module, inputs, output):
+        x = inputs[0].detach()
+        if module.training or module.running_mean is None:
+            var, mean = torch.var_mean(x, [0, *range(2, x.dim())], unbiased=False)
+            record[module] = (mean, var)
+        else:
+            record[module] = (module.running_mean, module.running_var)
+
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            handles.append(module.register_forward_hook(hook))
+    try:
+        yield record
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 class _StopForward(Exception):
     """Raised when the start layer is reached and nothing after it is needed."""
 
@@ -115,12 +162,16 @@ class _StopForward(Exception):
 class _Trace:
     """The state of one call: tensors stored by the rules, masks, recordings, start layer."""
 
-    def __init__(self, conditions, recorded, start, cuts, stop_early):
+    def __init__(self, conditions, recorded, start, cuts, stop_early, statistics=None):
         self.conditions, self.recorded, self.start = conditions, set(recorded), start
+        self.statistics = statistics or {}  # BatchNorm -> (mean, var) replacing its running ones
         self.cuts, self.stop_early = cuts, stop_early  # cuts: condition layers (crp's exclude_parallel)
         self.masked = {k for c in conditions for k in c if k != "y"}
         self.saved, self.activations, self.relevances = {}, {}, {}
         self.start_activation = self.start_relevance = None
+
+    def statistics_of(self, batch_norm):
+        return self.statistics.get(batch_norm) or (batch_norm.running_mean, batch_norm.running_var)
 
     def save(self, node, value):
         self.saved[node] = value

@@ -116,8 +116,8 @@ class Residual(Node):
         if r is not None and self.sum_rule == "norm":
             identity, out, z = saved
             s = stabilize(z)
-            s = torch.div(r, s, out=s)  # r / stabilize(z), in the stabilizer's buffer
-            r_identity, r_out = identity * s, s.mul_(out)
+            s = divide(r, s)  # r / stabilize(z), in the stabilizer's buffer
+            r_identity, r_out = identity * s, s * out
         elif r is not None:
             r_identity = r_out = r
         shortcut_names = self.shortcut.names if self.shortcut else frozenset()
@@ -144,3 +144,11 @@ def stabilize(z, eps=EPSILON):
     the relevance it distributes, ``term * r / stabilize(z)``, is zero either way.
     """
     return z.abs().add_(eps).copysign_(z)
+
+
+def divide(r, z):
+    """``r / z``, written into ``z`` (a temporary) unless a graph is being recorded: autograd cannot
+    differentiate ``out=`` (the heatmap of a training loss, see ``FastBackend.differentiable_heatmap``)."""
+    if torch.is_grad_enabled() and (r.requires_grad or z.requires_grad):
+        return r / z
+    return torch.div(r, z, out=z)

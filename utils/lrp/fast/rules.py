@@ -13,7 +13,9 @@ after its canonizers:
   the gradient (relevance goes to the arg-max / is reshaped).
 
 Each rule is evaluated with plain tensor operations, without autograd: a z+ convolution costs
-one convolution with the positive weights and one transposed convolution.
+one convolution with the positive weights and one transposed convolution. The same operations
+are differentiable (in-place only where autograd allows it, see ``nodes.divide``), so a heatmap
+can also enter a training loss.
 """
 import math
 
@@ -21,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.lrp.fast.nodes import EPSILON, Node, Unsupported, stabilize
+from utils.lrp.fast.nodes import EPSILON, Node, Unsupported, divide, stabilize
 
 
 class Leaf(Node):
@@ -57,21 +59,22 @@ class Affine(Leaf):
             raise ValueError(rule)
         self.rule, self.batch_norm = rule, batch_norm
 
-    def params(self):
+    def params(self, trace):
         weight, bias = self.module.weight, self.module.bias
         if self.batch_norm is None:
             return weight, bias
         bn = self.batch_norm
-        scale = bn.weight / (bn.running_var + bn.eps) ** 0.5
+        mean, var = trace.statistics_of(bn)
+        scale = bn.weight / (var + bn.eps) ** 0.5
         bias = torch.zeros(1, dtype=weight.dtype, device=weight.device) if bias is None else bias
         weight = weight * scale.view(-1, *(1,) * (weight.dim() - 1))
-        return weight, (bias - bn.running_mean) * scale + bn.bias
+        return weight, (bias - mean) * scale + bn.bias
 
     def absorbs_batch_norm(self, trace):
         return self.batch_norm is not None and self.name not in trace.recorded and self.name not in trace.masked
 
     def forward(self, x, trace):
-        weight, bias = self.params()
+        weight, bias = self.params(trace)
         trace.save(self, (x, weight, bias))
         if self.absorbs_batch_norm(trace):
             gain = merged_batch_norm_gain(self.batch_norm)
@@ -93,11 +96,11 @@ class Affine(Leaf):
             torch.full((weight.shape[0],), EPSILON, dtype=weight.dtype, device=weight.device)
         if self.nonneg_in:  # a ReLU output: the negative half is zero, skip its two products
             z = self.apply(x, w_pos, b_eps)
-            s = torch.div(r, z, out=z)
+            s = divide(r, z)
             return self.adjoint(s, x, _scaled(w_pos, gain)).mul_(x)
         x_pos, x_neg, w_neg = x.clamp(min=0), x.clamp(max=0), weight.clamp(max=0)
         z = self.apply(x_pos, w_pos, b_eps).add_(self.apply(x_neg, w_neg, None))
-        s = torch.div(r, z, out=z)
+        s = divide(r, z)
         r_in = self.adjoint(s, x, _scaled(w_pos, gain)).mul_(x_pos)
         return r_in.add_(self.adjoint(s, x, _scaled(w_neg, gain)).mul_(x_neg))
 
@@ -224,26 +227,27 @@ class BatchNorm(Leaf):
         self.merged = merged
         self.sign = "keep" if merged else "any"
 
-    def scale(self, x):
+    def scale(self, x, trace):
         """The gradient of the map: a positive constant when merged, per channel otherwise."""
         bn = self.module
         if self.merged:
             return merged_batch_norm_gain(bn)
-        weight = torch.ones_like(bn.running_var) if bn.weight is None else bn.weight
-        return (weight / (bn.running_var + bn.eps) ** 0.5).view(-1, *(1,) * (x.dim() - 2))
+        _, var = trace.statistics_of(bn)
+        weight = torch.ones_like(var) if bn.weight is None else bn.weight
+        return (weight / (var + bn.eps) ** 0.5).view(-1, *(1,) * (x.dim() - 2))
 
     def forward(self, x, trace):
         bn = self.module
         if self.merged and self.merged_into.absorbs_batch_norm(trace):
             return x
         if self.merged:
-            return x * self.scale(x)
-        return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+            return x * self.scale(x, trace)
+        return F.batch_norm(x, *trace.statistics_of(bn), bn.weight, bn.bias, False, 0.0, bn.eps)
 
     def backward(self, r, trace):
         if self.merged and self.merged_into.absorbs_batch_norm(trace):
             return r
-        return r * self.scale(r)
+        return r * self.scale(r, trace)
 
 
 # --- element-wise and reshaping ----------------------------------------------------------------
