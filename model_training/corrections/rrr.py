@@ -80,19 +80,6 @@ def _positive_share(relevance, mask):
 PENALTIES = {"squared": _squared, "cosine": _cosine, "share": _share, "positive_share": _positive_share}
 
 
-def rrr_penalty(x, logits, mask, has_mask, kind="squared"):
-    """Mean RRR penalty over the samples with a mask; ``x`` must be the graph input of ``logits``.
-
-    Under ``torchrun`` the mean is over the masked samples of the global batch, whichever ranks
-    hold them (a rank without any contributes zero).
-    """
-    if not bool(has_mask.any()):  # no gradient needed; the other ranks may still have masks
-        return masked_mean(logits.sum(1) * 0.0, has_mask)
-    log_probs = F.log_softmax(logits, dim=1).sum()
-    (grad,) = torch.autograd.grad(log_probs, x, create_graph=True)
-    return masked_mean(PENALTIES[kind](grad, mask.to(grad)), has_mask)
-
-
 def masked_mean(penalty, has_mask):
     """Mean of per-sample ``penalty`` over the samples with a mask (of the global batch under torchrun)."""
     context = get_context()
@@ -103,7 +90,21 @@ def masked_mean(penalty, has_mask):
     return context.mean_share(penalty.sum(), n_masked) if context.enabled else penalty.mean()
 
 
-# --- explanations: rrr_explanation -> (forward of the training step, heatmap of the true class) ---
+# --- explanations: rrr_explanation -> (forward of the training step, the explanation) ------------
+class _InputGradient:
+    """The published explanation: the input gradient of the summed log-probabilities."""
+
+    def __init__(self, ctx, config):
+        ctx.extras["input_requires_grad"] = True  # the Trainer puts x into the graph
+
+    def forward(self, model, x):
+        return model(x)
+
+    def heatmap(self, x, y, logits):
+        (grad,) = torch.autograd.grad(F.log_softmax(logits, dim=1).sum(), x, create_graph=True)
+        return grad
+
+
 class _EpsilonLRP:
     """Differentiable epsilon-LRP sharing the training forward (as ISNet)."""
 
@@ -136,7 +137,7 @@ class _CompositeLRP:
         return self.explainer.differentiable_heatmap(x, y, self.statistics)
 
 
-EXPLANATIONS = {"lrp": _EpsilonLRP, "lrp_composite": _CompositeLRP}  # "gradient": rrr_penalty
+EXPLANATIONS = {"gradient": _InputGradient, "lrp": _EpsilonLRP, "lrp_composite": _CompositeLRP}
 
 
 @register_correction("RRR")
@@ -144,20 +145,18 @@ class RRR(Correction):
     uses_lamb = True
 
     def prepare(self, ctx):
-        self.explanation = None
-        if self.config.rrr_explanation == "gradient":
-            ctx.extras["input_requires_grad"] = True
-            return
         self.explanation = EXPLANATIONS[self.config.rrr_explanation](ctx, self.config)
 
     def forward(self, model, x):
-        return self.explanation.forward(model, x) if self.explanation is not None else model(x)
+        return self.explanation.forward(model, x)
 
     def extra_loss(self, model, batch, logits):
+        """Mean penalty over the samples with a mask; under ``torchrun`` over the masked samples of
+        the global batch, whichever ranks hold them (a rank without any contributes zero)."""
         x, y, mask, _, has_mask = batch[:5]
         has_mask = torch.as_tensor(has_mask, dtype=torch.bool, device=logits.device)
-        mask = mask.to(logits.device)
-        if self.explanation is None:
-            return self.config.lamb * rrr_penalty(x, logits, mask, has_mask, self.config.rrr_penalty)
+        if not bool(has_mask.any()):  # nothing to explain here; the other ranks may still have masks
+            return masked_mean(logits.sum(1) * 0.0, has_mask)
         heatmap = self.explanation.heatmap(x, y.to(logits.device), logits)
-        return self.config.lamb * masked_mean(PENALTIES[self.config.rrr_penalty](heatmap, mask.to(heatmap)), has_mask)
+        penalty = PENALTIES[self.config.rrr_penalty](heatmap, mask.to(heatmap))
+        return self.config.lamb * masked_mean(penalty, has_mask)
