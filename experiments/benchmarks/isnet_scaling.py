@@ -4,7 +4,8 @@
 Same model architecture (``tiny_vgg`` with a K-way head), same batch, for plain training
 (cross-entropy) and ISNet ``original`` (one heatmap per class), ``selective`` and ``stochastic``
 (one heatmap per sample). A step = forward, loss, backward, optimizer step; the median of
-``--repeats`` timed rounds (variants take turns) after one warm-up step each. Not a test: timings depend on the machine.
+``--repeats`` timed rounds (variants take turns, each timed step right after an untimed one of
+the same variant) after one warm-up step each. Not a test: timings depend on the machine.
 """
 import argparse
 import statistics
@@ -51,12 +52,16 @@ def make_step(variant, model, n_classes, in_channels, input_rule="zb"):
 
 def time_steps(steps, batch, repeats):
     """Median seconds per step of each variant. Variants take turns in every round, so load from
-    other processes on a shared machine hits them alike instead of whichever ran during a spike."""
+    other processes on a shared machine hits them alike instead of whichever ran during a spike.
+    Each timed step follows an untimed one of the same variant: training runs one kind of step over
+    and over, and the step after another variant's (the allocator's and the caches' state after,
+    say, 100 heatmaps) measured up to 20% off."""
     for step in steps.values():
         step(*batch)  # warm-up: allocations, lazy initialisation
     times = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
+            step(*batch)
             start = time.perf_counter()
             step(*batch)
             times[name].append(time.perf_counter() - start)
