@@ -48,10 +48,12 @@ import torch
 import torch.nn.functional as F
 
 from model_training.corrections.base import Correction, register_correction
+from models import get_model_spec
 from utils.distributed import get_context
+from utils.errors import UserError
 from utils.lrp.attribution import get_attributor
 from utils.lrp.differentiable import DifferentiableLRP, input_bounds
-from utils.lrp.fast.backend import batch_norm_statistics
+from utils.lrp.fast.backend import FastBackend, batch_norm_statistics
 
 
 def _squared(grad, mask):
@@ -126,6 +128,10 @@ class _CompositeLRP:
     """The model's own composite (closed form, fast backend), with the training batch's statistics."""
 
     def __init__(self, ctx, config):
+        reason = FastBackend.unsupported_reason(ctx.model, get_model_spec(config.model_name))
+        if reason is not None:
+            raise UserError(f"rrr_explanation 'lrp_composite' needs the fast LRP backend, which cannot explain "
+                            f"{config.model_name} ({reason}); use rrr_explanation 'lrp' or 'gradient'")
         self.explainer = get_attributor(ctx.model, backend="fast")
         self.statistics = {}
 

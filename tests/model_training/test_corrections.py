@@ -10,14 +10,14 @@ from model_training.corrections import get_correction_method, list_corrections, 
 from model_training.corrections.isnet import background_loss, foreground_loss, gwrp, tune_bounds
 from model_training.corrections.layers import freeze_up_to, pool
 from model_training.corrections.pclarc import ProjectionHook
-from model_training.corrections.rrr import PENALTIES
+from model_training.corrections.rrr import EXPLANATIONS, PENALTIES
 from model_training.corrections.run import build_context
 from models import get_model
 from tests.conftest import TINY_DATA
 from utils.checkpoint import save_checkpoint
 from utils.config import load_config
 from utils.config.mitigation import MitigationConfig
-from utils.errors import ConfigError
+from utils.errors import ConfigError, UserError
 
 LAYER = "features.6"
 
@@ -261,3 +261,12 @@ def test_isnet_fine_tuning_keeps_batchnorm_statistics(tiny, tmp_path):
     assert batchnorm_kept_in_eval(rrr, model, get_correction_method("RRR")(rrr)) == []
     scratch = _config(tmp_path, ckpt, method="ISNet", from_scratch=True)
     assert batchnorm_kept_in_eval(scratch, model, get_correction_method("ISNet")(scratch)) == []
+
+
+def test_rrr_on_the_composite_heatmap_names_the_obstacle_for_models_the_fast_backend_cannot_explain():
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(model_name="tiny_vit")
+    ctx = SimpleNamespace(model=get_model("tiny_vit", 2, img_size=32))
+    with pytest.raises(UserError, match="rrr_explanation 'lrp_composite'.*tiny_vit.*use rrr_explanation 'lrp' or 'gradient'"):
+        EXPLANATIONS["lrp_composite"](ctx, config)
