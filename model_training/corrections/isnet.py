@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from model_training.corrections.base import Correction, register_correction
 from model_training.losses import build_loss
+from model_training.trainer import training_seed
 from models import get_model_spec
 from utils.distributed import get_context
 from utils.errors import UserError
@@ -137,7 +138,7 @@ class ISNet(Correction):
         """Everything but C1/C2 tuning (used by ``prepare`` and by the scaling benchmark)."""
         self.lrp = self.make_lrp(model, low, high, layers)
         self.criterion = criterion
-        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self.generator = torch.Generator().manual_seed(training_seed(self.config))
         self.C1, self.C2 = self.config.C1, self.config.C2
 
     def make_lrp(self, model, low, high, layers=()):

@@ -14,30 +14,34 @@ import torch.nn.functional as F
 from model_training.corrections.base import Correction, register_correction
 from model_training.corrections.cavs import fit_artifact_cav
 from model_training.corrections.layers import ActivationCatcher, get_layer
+from model_training.trainer import training_seed
 from utils.distributed import get_context
 
 
-def _all_logits_random(logits, y):
+def _all_logits_random(logits, y, generator=None):
     # signs drawn for the global batch, this rank's rows kept: torchrun gives one process's signs
     total, rows = get_context().batch_span(len(logits))
-    signs = torch.randint(0, 2, (total, *logits.shape[1:]), device=logits.device)[rows].to(logits) * 2 - 1
+    signs = torch.randint(0, 2, (total, *logits.shape[1:]), generator=generator)[rows].to(logits) * 2 - 1
     return (logits * signs).sum()
 
 
-def _logprobs(logits, y):
+def _logprobs(logits, y, generator=None):
     return F.log_softmax(logits, 1).sum()
 
 
-def _target(logits, y):
+def _target(logits, y, generator=None):
     return logits.gather(1, y.view(-1, 1)).sum()
 
 
 CRITERIA = {"all_logits_random": _all_logits_random, "logprobs": _logprobs, "target": _target}
 
 
-def rrclarc_penalty(activation, logits, y, direction, criterion="all_logits_random"):
-    """``mean((<mean_spatial(d out / d a), v>)^2)`` over the batch; ``activation`` in the graph of ``logits``."""
-    out = CRITERIA[criterion](logits, y)
+def rrclarc_penalty(activation, logits, y, direction, criterion="all_logits_random", generator=None):
+    """``mean((<mean_spatial(d out / d a), v>)^2)`` over the batch; ``activation`` in the graph of ``logits``.
+
+    ``generator`` draws the random signs: the method's own, so that its draws do not shift the
+    global stream that data augmentation uses (lambda 0 must be Vanilla fine-tuning)."""
+    out = CRITERIA[criterion](logits, y, generator)
     (grad,) = torch.autograd.grad(out, activation, create_graph=True)
     grad = grad.flatten(2).mean(2) if grad.dim() > 2 else grad
     return ((grad @ direction.to(grad)) ** 2).mean()
@@ -52,10 +56,11 @@ class RRClarc(Correction):
         self.direction = torch.as_tensor(np.asarray(self.cav.direction), dtype=torch.float32, device=ctx.device)
         self.catcher = ActivationCatcher(get_layer(ctx.model, ctx.layer_name), ensure_grad=True)
         self._handles.append(self.catcher)
+        self.generator = torch.Generator().manual_seed(training_seed(self.config))
 
     def extra_loss(self, model, batch, logits):
         return self.config.lamb * rrclarc_penalty(self.catcher.output, logits, batch[1], self.direction,
-                                                  self.config.criterion)
+                                                  self.config.criterion, self.generator)
 
     def state(self):
         return {"cav": torch.as_tensor(np.asarray(self.cav.direction), dtype=torch.float32)}

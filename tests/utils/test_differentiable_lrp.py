@@ -143,3 +143,40 @@ def test_training_forward_is_the_models_own_forward():
     reference_lrp = DifferentiableLRP(reference, eps=EPS)
     assert torch.allclose(heatmap, reference_lrp.relevance(reference_lrp.forward(x)[:, 1])["input"], atol=1e-10)
 
+
+
+@pytest.mark.parametrize("rule", ["gradient", "zb"])
+def test_training_heatmap_is_differentiated_through_the_batch_statistics(rule):
+    """Training-mode BatchNorm: the derivative of a heatmap loss w.r.t. the parameters equals central
+    differences of the heatmap of the training-mode network, whose batch statistics move with the
+    parameters. Holding them fixed (as constants) pushed RRR and ISNet along directions in which
+    training-mode BatchNorm is invariant, and the eval-mode network collapsed."""
+    net = _bn_net().train()
+    torch.manual_seed(4)
+    x = torch.randn(6, 3, 6, 6, dtype=torch.float64)
+    low, high = -3 * torch.ones(1, 3, 1, 1, dtype=torch.float64), 3 * torch.ones(1, 3, 1, 1, dtype=torch.float64)
+    v = torch.randn(6, 3, 6, 6, dtype=torch.float64)
+
+    def loss():
+        lrp = DifferentiableLRP(net, eps=EPS, input_rule=rule, low=low, high=high)
+        logits = lrp.forward(x, training=True)  # running statistics move; training-mode outputs do not use them
+        return (lrp.relevance(logits[:, 1])["input"] * v).sum()
+
+    params = list(net.parameters())
+    direction = [torch.randn_like(p) for p in params]
+    analytic = sum((g * d).sum() for g, d in zip(torch.autograd.grad(loss(), params), direction))
+
+    def shifted(step):
+        with torch.no_grad():
+            for p, d in zip(params, direction):
+                p.add_(step * d)
+        value = loss().detach()
+        with torch.no_grad():
+            for p, d in zip(params, direction):
+                p.sub_(step * d)
+        return value
+
+    step = 1e-6
+    numeric = (shifted(step) - shifted(-step)) / (2 * step)
+    assert abs(float(analytic)) > 1e-3
+    assert float(analytic) == pytest.approx(float(numeric), rel=1e-5)

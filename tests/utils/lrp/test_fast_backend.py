@@ -322,15 +322,46 @@ def test_model_with_a_hook_falls_back_to_zennit():
 
 
 class _HeatmapOf(nn.Module):
-    """The heatmap as a module, so ``torch.func.functional_call`` can swap the model's parameters."""
+    """The heatmap as a module, so ``torch.func.functional_call`` can swap the model's parameters.
 
-    def __init__(self, model, targets, composite=None):
+    With ``batch_statistics`` (a model in training mode) the heatmap normalises with the statistics
+    of the batch's own training forward, as RRR's ``lrp_composite`` does: a function of the
+    parameters through them too."""
+
+    def __init__(self, model, targets, composite=None, batch_statistics=False):
         super().__init__()
-        self.model, self.targets = model, targets
+        self.model, self.targets, self.batch_statistics = model, targets, batch_statistics
         self.backend = get_attributor(model, backend="fast", composite=composite)
 
     def forward(self, x):
-        return self.backend.differentiable_heatmap(x, self.targets)
+        if not self.batch_statistics:
+            return self.backend.differentiable_heatmap(x, self.targets)
+        from utils.lrp.fast.backend import batch_norm_statistics
+
+        with batch_norm_statistics(self.model) as statistics:
+            self.model(x)
+        return self.backend.differentiable_heatmap(x, self.targets, statistics)
+
+
+def _directional_derivatives(heatmap_of, model, x):
+    """A random directional derivative of ``<v, heatmap>`` w.r.t. the input and every parameter at
+    once, by autograd (the double backprop a training loss uses) and by central differences."""
+    names = [f"model.{n}" for n, _ in model.named_parameters()]
+    point = (x, *(p.detach() for p in model.parameters()))
+
+    def of(values):
+        return torch.func.functional_call(heatmap_of, dict(zip(names, values[1:])), (values[0],))
+
+    torch.manual_seed(1)
+    direction = [torch.randn_like(t) for t in point]
+    v = torch.randn_like(of(point))
+    inputs = [t.clone().requires_grad_(True) for t in point]
+    grads = torch.autograd.grad((of(inputs) * v).sum(), inputs)
+    analytic = sum((g * d).sum() for g, d in zip(grads, direction))
+    step = 1e-6
+    plus = of([t + step * d for t, d in zip(point, direction)])
+    minus = of([t - step * d for t, d in zip(point, direction)])
+    return float(analytic), float(((plus - minus) * v).sum() / (2 * step))
 
 
 @pytest.mark.parametrize("name", ["tiny_vgg", "tiny_resnet", "test_cnn1d"])
@@ -341,26 +372,20 @@ def test_differentiable_heatmap_is_the_attribution_and_its_gradient_is_exact(nam
     heatmap = heatmap_of(x)
     assert heatmap.requires_grad
     assert_close(heatmap.detach(), heatmap_of.backend.attribute(x, targets=[1, 3]).heatmap)
-    names = [f"model.{n}" for n, _ in model.named_parameters()]
-    point = (x, *(p.detach() for p in model.parameters()))
+    analytic, numeric = _directional_derivatives(heatmap_of, model, x)
+    assert abs(analytic) > 1e-3
+    assert analytic == pytest.approx(numeric, rel=1e-5)
 
-    def of(values):
-        return torch.func.functional_call(heatmap_of, dict(zip(names, values[1:])), (values[0],))
 
-    # a random directional derivative of <v, heatmap>, w.r.t. the input and every parameter at once,
-    # by autograd (the double backprop a training loss uses) and by central differences
-    torch.manual_seed(1)
-    direction = [torch.randn_like(t) for t in point]
-    v = torch.randn_like(heatmap)
-    inputs = [t.clone().requires_grad_(True) for t in point]
-    grads = torch.autograd.grad((of(inputs) * v).sum(), inputs)
-    analytic = sum((g * d).sum() for g, d in zip(grads, direction))
-    step = 1e-6
-    plus = of([t + step * d for t, d in zip(point, direction)])
-    minus = of([t - step * d for t, d in zip(point, direction)])
-    numeric = ((plus - minus) * v).sum() / (2 * step)
-    assert analytic.abs() > 1e-3
-    assert float(analytic) == pytest.approx(float(numeric), rel=1e-5)
+@pytest.mark.parametrize("name", ["tiny_vgg", "tiny_resnet"])
+def test_differentiable_heatmap_with_batch_statistics_is_differentiated_through_them(name):
+    """In training mode the heatmap depends on the parameters through the batch statistics too; a
+    gradient that held them fixed pushes along directions training-mode BatchNorm is blind to (a
+    channel's shift or scale), and the eval-mode network drifts away (issue: RRR collapsed in eval)."""
+    model, x = _model(name).train(), _input(name, n=3, size=8)
+    analytic, numeric = _directional_derivatives(_HeatmapOf(model, [1, 3, 0], batch_statistics=True), model, x)
+    assert abs(analytic) > 1e-3
+    assert analytic == pytest.approx(numeric, rel=1e-5)
 
 
 def test_differentiable_heatmap_normalises_with_the_given_batch_statistics():

@@ -103,10 +103,11 @@ class FastBackend:
         the parameters and of ``x``: the relevance the evaluation measures, for a training loss.
 
         ``statistics``: ``{batch_norm: (mean, var)}`` to normalise with instead of the running
-        statistics, e.g. the training batch's (:func:`batch_norm_statistics`): a loss on the heatmap
-        of the eval-mode network, while the cross-entropy trains with batch statistics, could
-        reshape that network behind the cross-entropy's back. Checked against finite differences
-        (``tests/utils/lrp/test_fast_backend.py``); zennit's hooks give no second derivative.
+        statistics, e.g. the training batch's (:func:`batch_norm_statistics`, which keeps them
+        differentiable): a loss on the heatmap of the eval-mode network, while the cross-entropy
+        trains with batch statistics, could reshape that network behind the cross-entropy's back.
+        Checked against finite differences (``tests/utils/lrp/test_fast_backend.py``), also through
+        the batch statistics; zennit's hooks give no second derivative.
         """
         hooked = find_hook(self.model)
         if hooked:
@@ -133,12 +134,21 @@ class FastBackend:
 @contextlib.contextmanager
 def batch_norm_statistics(model):
     """Inside the context, the forward passes of ``model`` record into the yielded dict what each
-    BatchNorm normalises with: the batch's mean and (biased) variance in training mode, detached,
-    its running statistics otherwise (the last forward wins)."""
+    BatchNorm normalises with: the batch's mean and (biased) variance in training mode, its running
+    statistics otherwise (the last forward wins).
+
+    The batch statistics stay in the graph of that forward. A heatmap computed with them by
+    :meth:`FastBackend.differentiable_heatmap` treats them as constants for each sample's relevance,
+    as LRP does, but its derivative w.r.t. the parameters flows through them: training-mode
+    BatchNorm is invariant to a shift or rescaling of its input channel, so a heatmap loss that held
+    the statistics fixed would push the parameters along exactly those directions, where the
+    cross-entropy never pushes back; the batch statistics then run away faster than the running
+    statistics follow, and the eval-mode network collapses while the training-mode one looks fine.
+    """
     record, handles = {}, []
 
     def hook(module, inputs, output):
-        x = inputs[0].detach()
+        x = inputs[0]
         if module.training or module.running_mean is None:
             var, mean = torch.var_mean(x, [0, *range(2, x.dim())], unbiased=False)
             record[module] = (mean, var)
