@@ -4,8 +4,13 @@ Used by ``start_training`` and reused by the mitigation step, which plugs extra 
 through ``Trainer.extra_loss`` (a callable ``(model, batch, logits) -> tensor or None``; ``batch[0]``
 is the input tensor the logits were computed from, on the training device), can replace the forward
 pass (``Trainer.forward``, a callable ``(model, x) -> logits``), can ask for input
-gradients (``input_requires_grad``), keep frozen modules in eval mode (``frozen_modules``) and clip
-gradient norms (``grad_clip``). With the defaults, training is plain supervised training.
+gradients (``input_requires_grad``), keep frozen modules in eval mode (``frozen_modules``), clip
+gradient norms (``grad_clip``) and choose what "best" means (``validation``: a
+:class:`Validation`, by default the highest validation accuracy). With the defaults, training is
+plain supervised training.
+
+``train_seed`` (default ``seed``) seeds what varies between repeats of one training (initial
+weights, batch order, augmentation); ``seed`` alone decides the data.
 
 Under ``torchrun`` each rank trains on its slice of every global batch (``utils.distributed``);
 with ``mixed_precision`` on CUDA the forward pass and the losses run under bfloat16 autocast.
@@ -47,14 +52,36 @@ def best_checkpoint_path(config) -> Path:
     return step_dir(config, "training", create=False) / "checkpoints" / "best.pt"
 
 
+def training_seed(config) -> int:
+    """The seed of a training's own randomness (``train_seed``, else the data's ``seed``)."""
+    seed = getattr(config, "train_seed", None)
+    return config.seed if seed is None else seed
+
+
+class Validation:
+    """What the Trainer measures on the validation split after an epoch, and which epoch is best.
+
+    ``__call__(model, split, config, device)`` returns the values added to the epoch's row (at least
+    ``val_accuracy``) and a sort key: the epoch with the largest key is kept as ``best.pt``. This
+    default keeps the highest validation accuracy.
+    """
+
+    criterion = "highest validation accuracy"
+
+    def __call__(self, model, split, config, device):
+        val = evaluate(model, split, config.batch_size, device, config.num_workers)
+        return {"val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]}, (val["accuracy"],)
+
+
 class Trainer:
     def __init__(self, config, out_dir=None, model=None, splits=None):
         self.config = config
         self.dist = get_context(config.device)
         self.device = training_device(self.dist, config.device)
         self.mixed_precision = mixed_precision_enabled(config.mixed_precision, self.device, warn=self.dist.is_main)
-        torch.manual_seed(config.seed)
-        np.random.seed(config.seed)
+        self.seed = training_seed(config)
+        torch.manual_seed(self.seed)
+        np.random.seed(self.seed)
         self.splits = splits or get_dataset_from_config(config)
         self.splits.train.augment = config.augment
         self.model = model or get_model(config.model_name, self.splits.n_classes, img_size=config.img_size,
@@ -68,12 +95,13 @@ class Trainer:
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = OPTIMIZERS[config.optimizer](trainable, config)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, config.milestones, config.gamma)
-        self.history, self.start_epoch, self.best_val = [], 0, -1.0
+        self.history, self.start_epoch, self.best_key, self.best_epoch = [], 0, None, None
         self.extra_loss = None
         self.forward = None  # (model, x) -> logits instead of model(x)
         self.input_requires_grad = False  # losses on input gradients (RRR) need x in the graph
         self.frozen_modules = ()  # stay in eval mode: frozen BatchNorm layers must keep their statistics
         self.grad_clip = None  # max gradient norm, or None
+        self.validation = Validation()
 
     # --- state ---------------------------------------------------------------------------------
     def _save(self, name, epoch):
@@ -83,7 +111,7 @@ class Trainer:
                         self.config.model_dump(mode="json"), epoch=epoch,
                         optimizer_state_dict=self.optimizer.state_dict(),
                         scheduler_state_dict=self.scheduler.state_dict(), history=self.history,
-                        best_val_accuracy=self.best_val, torch_rng_state=torch.get_rng_state())
+                        best_key=self.best_key, best_epoch=self.best_epoch, torch_rng_state=torch.get_rng_state())
 
     def resume(self):
         checkpoint = load_checkpoint(self.ckpt_dir / "last.pt")
@@ -92,13 +120,15 @@ class Trainer:
         self.scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
         self.history = list(checkpoint["history"])
         self.start_epoch = int(checkpoint["epoch"])
-        self.best_val = float(checkpoint["best_val_accuracy"])
+        self.best_key, self.best_epoch = checkpoint.get("best_key"), checkpoint.get("best_epoch")
+        if self.best_key is None and "best_val_accuracy" in checkpoint:  # written before keys were general
+            self.best_key = [float(checkpoint["best_val_accuracy"])]
         torch.set_rng_state(checkpoint["torch_rng_state"])
 
     # --- loop ----------------------------------------------------------------------------------
     def _loader(self, epoch):
         # a per-epoch seed makes the sample order reproducible across resumes and processes
-        batches = global_batches(len(self.splits.train), self.config.batch_size, self.config.seed * 10_000 + epoch,
+        batches = global_batches(len(self.splits.train), self.config.batch_size, self.seed * 10_000 + epoch,
                                  drop_last=len(self.splits.train) > self.config.batch_size)
         return torch.utils.data.DataLoader(self.splits.train, batch_sampler=RankBatchSampler(batches, self.dist),
                                            num_workers=self.config.num_workers,
@@ -144,13 +174,13 @@ class Trainer:
             row = {"epoch": epoch + 1, **self.train_epoch(epoch)}
             if (epoch + 1) % self.config.eval_every == 0 or epoch + 1 == self.config.num_epochs:
                 # rank 0 evaluates; every rank must agree on the result to keep the same state
-                val = evaluate(self.model, self.splits.val, self.config.batch_size, self.device,
-                               self.config.num_workers) if self.dist.is_main else {"accuracy": 0.0, "macro_f1": 0.0}
-                val = {k: self.dist.broadcast_value(val[k]) for k in ("accuracy", "macro_f1")}
+                values, key = self.validation(self.model, self.splits.val, self.config, self.device) \
+                    if self.dist.is_main else (None, None)
+                values, key = self.dist.broadcast_object((values, list(key) if key is not None else None))
                 self.dist.broadcast_rng_state()
-                row.update(val_accuracy=val["accuracy"], val_macro_f1=val["macro_f1"])
-                if val["accuracy"] > self.best_val:
-                    self.best_val = val["accuracy"]
+                row.update(values)
+                if self.best_key is None or key > list(self.best_key):
+                    self.best_key, self.best_epoch = key, epoch + 1
                     self._save("best.pt", epoch + 1)
             row["seconds"] = time.time() - start
             self.history.append(row)

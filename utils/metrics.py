@@ -22,7 +22,8 @@ def predict(model, dataset, batch_size=64, device="cpu", num_workers=0, desc=Non
 
 
 def classification_metrics(logits, labels, class_names=None):
-    """Accuracy (with standard error), macro-F1, per-class accuracy and one-vs-rest AUROC."""
+    """Accuracy (with standard error), macro-F1, per-class accuracy, one-vs-rest AUROC and the
+    majority-class rate (single-label only)."""
     logits, labels = torch.as_tensor(logits), torch.as_tensor(labels)
     if labels.dim() == 2:  # multi-label: per-label accuracy at 0.5, AUROC per label
         probs = torch.sigmoid(logits).numpy()
@@ -31,6 +32,7 @@ def classification_metrics(logits, labels, class_names=None):
         per_class_auroc = [_safe_auroc(y[:, k], probs[:, k]) for k in range(y.shape[1])]
         f1 = f1_score(y, preds, average="macro", zero_division=0)
         per_class_acc = (preds == y).mean(0).tolist()
+        majority_rate = float("nan")
     else:
         probs = torch.softmax(logits, 1).numpy()
         preds, y = probs.argmax(1), labels.numpy()
@@ -39,6 +41,8 @@ def classification_metrics(logits, labels, class_names=None):
         per_class_auroc = [_safe_auroc(y == k, probs[:, k]) for k in range(n_classes)]
         f1 = f1_score(y, preds, average="macro", labels=list(range(n_classes)), zero_division=0)
         per_class_acc = [float(correct[y == k].mean()) if (y == k).any() else float("nan") for k in range(n_classes)]
+        # what always predicting the most frequent class scores: the floor of a collapsed model
+        majority_rate = float(np.bincount(y, minlength=n_classes).max() / len(y)) if len(y) else float("nan")
     n = len(correct)
     names = class_names or [str(k) for k in range(len(per_class_auroc))]
     return {
@@ -46,6 +50,7 @@ def classification_metrics(logits, labels, class_names=None):
         "accuracy": float(correct.mean()) if n else float("nan"),
         "accuracy_se": float(correct.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
         "macro_f1": float(f1),
+        "majority_rate": majority_rate,
         "per_class_accuracy": dict(zip(names, per_class_acc)),
         "per_class_auroc": dict(zip(names, per_class_auroc)),
     }
@@ -69,10 +74,14 @@ SUBSETS = ("clean", "attacked", "ch")
 def evaluate_subsets(model, dataset, batch_size=64, device="cpu", num_workers=0, subsets=SUBSETS):
     """Metrics on the evaluation subsets (``clean``, ``attacked``, ``ch``) of an artifact split.
 
-    Without a target artifact only ``ch`` (the data as it is) can be evaluated.
+    The subsets exist when the split has a target artifact: an inserted one (``with_artifacts``)
+    or an annotated one pasted from masked training samples (``pasted_artifacts``; there ``clean``
+    holds the split's samples without the artifact). Without a target, or when no masked training
+    sample could be pasted, only ``ch`` (the data as it is) is evaluated; an empty subset (every
+    sample of the split carries the annotated artifact: no ``clean``) is left out.
     """
     if getattr(dataset, "target", None) is None:
         subsets = ("ch",)
-    return {mode: evaluate(model, dataset.with_mode(mode), batch_size, device, num_workers,
-                           desc=f"{dataset.split}/{mode}")
-            for mode in subsets}
+    views = {mode: dataset.with_mode(mode) for mode in subsets}
+    return {mode: evaluate(model, view, batch_size, device, num_workers, desc=f"{dataset.split}/{mode}")
+            for mode, view in views.items() if len(view)}

@@ -1,5 +1,7 @@
 """Run one correction: load the model, freeze, prepare the method, fine-tune with the shared
-Trainer (unless training-free), save the corrected checkpoint and a first evaluation.
+Trainer (unless training-free), keep the epoch the selection rule chooses on the validation split
+(:mod:`model_training.corrections.selection`), save the corrected checkpoint with its status
+(``ok``, ``degraded``, ``collapsed``) and a first evaluation.
 
 Under ``torchrun`` every rank loads the same model and prepares the method (each computing a share
 of the activations / heatmaps it needs, with rank 0's CAV or C1/C2 used by all, see
@@ -16,9 +18,10 @@ from model_training.corrections.base import CorrectionContext, get_correction_me
 from model_training.corrections.data import MaskedTrainingSet, load_localization_masks
 from model_training.corrections.layers import freeze_up_to
 from model_training.corrections.loading import load_corrected_model
-from model_training.trainer import Trainer
+from model_training.corrections.selection import CleanBudget, SubsetValidation, accuracies
+from model_training.trainer import Trainer, training_seed
 from models import get_model, layer_for_config
-from utils.checkpoint import save_checkpoint
+from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.config import save_resolved_config
 from utils.distributed import get_context, training_device
 from utils.errors import UserError
@@ -71,12 +74,18 @@ def run_correction(config, overwrite=False, resume=False):
         raise UserError("'artifact': the mitigation step needs the artifact to unlearn")
     context = get_context(config.device)
     device = training_device(context, config.device)
-    torch.manual_seed(config.seed)
+    torch.manual_seed(training_seed(config))
     splits = get_dataset_from_config(config)
     in_channels = splits.train.load_raw(0).shape[0]
     from_scratch = config.method == "ISNet" and config.from_scratch
     model = get_model(config.model_name, splits.n_classes, ckpt_path=None if from_scratch else config.ckpt_path,
                       img_size=config.img_size, in_channels=in_channels).to(device)
+    # the clean budget: the original model on the validation split, before anything is attached to it
+    reference = evaluate_subsets(model, splits.val, config.batch_size, device, config.num_workers) \
+        if context.is_main else None
+    budget = CleanBudget.from_original(context.broadcast_object(reference), config.max_clean_drop)
+    if from_scratch:  # no original model: only a collapse can be judged
+        budget = CleanBudget(float("nan"), config.max_clean_drop, budget.majority_rate)
     ctx = build_context(config, model, splits, device)
     ctx.extras["out_dir"] = out_dir
     method = get_correction_method(config.method)(config)
@@ -89,7 +98,7 @@ def run_correction(config, overwrite=False, resume=False):
 
     start = time.time()
     method.prepare(ctx)
-    history = []
+    history, epoch = [], None
     if method.trains:
         trainer = Trainer(config, out_dir, model=model,
                           splits=DataSplits(ctx.train_set, splits.val, splits.test))
@@ -97,10 +106,14 @@ def run_correction(config, overwrite=False, resume=False):
         trainer.input_requires_grad = ctx.extras.get("input_requires_grad", False)
         trainer.frozen_modules = frozen + batchnorm_kept_in_eval(config, model, method)
         trainer.grad_clip = config.grad_clip or method.grad_clip
+        trainer.validation = SubsetValidation(budget)
         last = out_dir / "checkpoints" / "last.pt"
         if resume and context.same_on_all_ranks(last.exists(), f"whether {last} exists"):
             trainer.resume()
         history = trainer.fit()
+        epoch = trainer.best_epoch
+        if context.is_main:  # the epoch the selection rule chose, not the last one
+            model.load_state_dict(load_checkpoint(out_dir / "checkpoints" / "best.pt")["model_state_dict"])
         method.finish(model)
     seconds = time.time() - start
     if not context.is_main:  # rank 0 saves and evaluates the corrected model
@@ -109,11 +122,21 @@ def run_correction(config, overwrite=False, resume=False):
     save_checkpoint(target, model, config.model_name, splits.n_classes, config.model_dump(mode="json"),
                     correction={"method": config.method, "layer_name": ctx.layer_name, "state": method.state()},
                     in_channels=int(in_channels), img_size=config.img_size, correction_seconds=seconds,
-                    original_ckpt=config.ckpt_path)
+                    original_ckpt=config.ckpt_path, epoch=epoch)
     # evaluate the model as every later step will see it: reloaded from its checkpoint
     corrected = load_corrected_model(target, device)
+    val = evaluate_subsets(corrected, splits.val, config.batch_size, device, config.num_workers)
     test = evaluate_subsets(corrected, splits.test, config.batch_size, device, config.num_workers)
+    verdict = budget.judge(val)
+    selection = {"status": verdict["status"], "epoch": epoch,
+                 "criterion": SubsetValidation.criterion if method.trains else "training-free: the one model",
+                 "max_clean_drop": config.max_clean_drop, "val": accuracies(val), "original_val": accuracies(reference),
+                 "clean_change": verdict["clean_change"], "majority_rate": budget.majority_rate}
+    if verdict["status"] != "ok":
+        print(f"{config.config_name}: status {verdict['status']}: validation clean accuracy {verdict['clean']:.3f} "
+              f"against the original's {budget.reference_clean:.3f} (max_clean_drop {config.max_clean_drop}, "
+              f"majority-class rate {budget.majority_rate:.3f})")
     metrics = {"method": config.method, "correction_seconds": seconds, "frozen_modules": len(frozen),
-               "test": test, "history": history}
+               "selection": selection, "val": val, "test": test, "history": history}
     write_json(out_dir / "metrics.json", metrics)
     return out_dir, metrics

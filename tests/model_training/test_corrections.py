@@ -270,3 +270,49 @@ def test_rrr_on_the_composite_heatmap_names_the_obstacle_for_models_the_fast_bac
     ctx = SimpleNamespace(model=get_model("tiny_vit", 2, img_size=32))
     with pytest.raises(UserError, match="rrr_explanation 'lrp_composite'.*tiny_vit.*use rrr_explanation 'lrp' or 'gradient'"):
         EXPLANATIONS["lrp_composite"](ctx, config)
+
+
+# training-mode BatchNorm, every layer trainable
+ZERO_STRENGTH = [("RRR", {"rrr_explanation": "gradient", "rrr_penalty": "squared"}, {"lamb": 100.0}),
+                 ("RRR", {"rrr_explanation": "lrp", "rrr_penalty": "share"}, {"lamb": 10.0}),
+                 ("RRR", {"rrr_explanation": "lrp_composite", "rrr_penalty": "positive_share"}, {"lamb": 10.0}),
+                 ("RRClarc", {"criterion": "all_logits_random"}, {"lamb": 1000.0}),
+                 ("ISNet", {"variant": "selective", "C1": 1.0, "C2": 10.0}, {"P": 0.7}),
+                 ("ISNet", {"variant": "stochastic", "C1": 1.0, "C2": 10.0}, {"P": 0.7})]
+ZERO = {"lamb": 0.0, "P": 0.0}
+
+
+def _one_epoch_correction(tmp_path, ckpt, name, method, options, steps):
+    from model_training.corrections.run import run_correction
+
+    batch_size = TINY_DATA["dataset_options"]["n_train"] // steps
+    config = _config(tmp_path, ckpt, method=method, config_name=name, freeze=False, batch_size=batch_size,
+                     num_epochs=1, batchnorm_statistics="train", grad_clip=1.0, max_clean_drop=1.0, **options)
+    out_dir, metrics = run_correction(config)
+    return load_corrected_model(out_dir / "checkpoints" / "corrected.pt").state_dict(), metrics
+
+
+@pytest.mark.parametrize("method,options,strength", ZERO_STRENGTH,
+                         ids=[f"{m}-{'-'.join(map(str, o.values()))}" for m, o, _ in ZERO_STRENGTH])
+def test_a_correction_at_strength_zero_is_vanilla_fine_tuning(tiny, tmp_path, method, options, strength):
+    """Same seed, strength 0: the same weights, running statistics and accuracy as Vanilla; at any
+    strength the running statistics after one step are Vanilla's, as only the training batch's own
+    forward pass may update them (not a heatmap's extra pass, nor a method's draws from the
+    augmentation's random stream)."""
+    splits, ckpt = tiny
+    vanilla, vanilla_metrics = _one_epoch_correction(tmp_path, ckpt, "vanilla", "Vanilla", {}, steps=3)
+    zero, zero_metrics = _one_epoch_correction(tmp_path, ckpt, "zero", method,
+                                               {**options, **{k: ZERO[k] for k in strength}}, steps=3)
+    assert vanilla.keys() == zero.keys()
+    for key, value in vanilla.items():
+        assert torch.allclose(zero[key].double(), value.double(), rtol=1e-6, atol=1e-7), key
+    assert zero_metrics["val"]["ch"]["accuracy"] == vanilla_metrics["val"]["ch"]["accuracy"]
+    assert zero_metrics["test"] == vanilla_metrics["test"]
+    trained = [k for k in vanilla if k.endswith("weight")]
+    assert any(not torch.allclose(vanilla[k], load_corrected_model(ckpt).state_dict()[k]) for k in trained)
+    # one step: the running statistics come from the batch's forward with the weights before the step
+    one_vanilla, _ = _one_epoch_correction(tmp_path, ckpt, "vanilla_1", "Vanilla", {}, steps=1)
+    strong, _ = _one_epoch_correction(tmp_path, ckpt, "strong_1", method, {**options, **strength}, steps=1)
+    for key in [k for k in one_vanilla if "running" in k]:
+        assert torch.allclose(strong[key].double(), one_vanilla[key].double(), rtol=1e-6, atol=1e-7), key
+    assert any(not torch.allclose(strong[k], one_vanilla[k]) for k in trained)  # the penalty does act

@@ -18,6 +18,9 @@ class MitigationConfig(TrainingConfig):
     lamb: float = Field(1.0, ge=0, description="weight of the correction loss (lambda)")
     artifact: str = Field(description="the artifact (bias concept) to unlearn")
     freeze: bool = Field(True, description="freeze every parameterised layer up to and including layer_name")
+    max_clean_drop: float = Field(0.03, ge=0, le=1, description="clean accuracy a correction may lose against the "
+                                  "original model (validation split) before it is 'degraded'; also bounds which "
+                                  "epoch, strength and configuration are chosen")
 
     # --- where artifact samples and their masks come from ----------------------------------------
     source_masks: Literal["gt", "localization"] = Field(

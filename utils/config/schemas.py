@@ -90,6 +90,8 @@ class TrainingConfig(BaseConfig):
     gamma: float = Field(0.1, gt=0)
     loss: Literal["cross_entropy", "weighted_cross_entropy", "bce"] = "cross_entropy"
     eval_every: int = Field(1, ge=1)
+    train_seed: int | None = Field(None, description="seed of the training's own randomness (initial weights, batch "
+                                   "order, augmentation); default: seed. seed alone decides the data")
     augment: bool = True
     pretrained_weights: str | None = Field(None, description="local state dict to start from")
     mixed_precision: bool = Field(False, description="bfloat16 autocast of the training forward pass on CUDA; "
