@@ -9,6 +9,7 @@ from typing import Callable
 
 from datasets.artifacts.registry import get_artifact
 from datasets.base import DataSplits
+from datasets.pasted_artifacts import with_pasted_subsets
 from datasets.with_artifacts import ArtifactDataset
 from utils.errors import UserError
 
@@ -52,14 +53,18 @@ def get_dataset_entry(name) -> DatasetEntry:
 
 
 def get_dataset(name, img_size=64, seed=0, data_paths=(), artifacts=None, artifact_type=None,
-                attacked_classes=(), p_artifact=None, artifact=None, dataset_options=None) -> DataSplits:
+                attacked_classes=(), p_artifact=None, artifact=None, dataset_options=None,
+                mask_provider=None) -> DataSplits:
     """Build the train/val/test splits of data set ``name`` with its artifacts.
 
     ``artifacts`` (artifact -> {class name or index: probability}) replaces the data set's
     default artifacts; for ``<name>_attacked`` the controlled artifact is given by
     ``artifact_type``/``attacked_classes``/``p_artifact`` (defaults: the published setting).
-    ``artifact`` names the artifact of the ``attacked`` evaluation subset, or an artifact the
-    data set annotates itself (then there is no inserted subset to evaluate).
+    ``artifact`` names the artifact of the ``clean``/``attacked`` evaluation subsets: an inserted
+    one is drawn in or left out (``with_artifacts``); one the image data set annotates itself is
+    cut out of masked training samples and pasted into the samples without it
+    (``pasted_artifacts``). ``mask_provider`` (``sample_id -> mask or None``) supplies masks of
+    annotated training samples that have no mask file, for pasting only.
     """
     entry = get_dataset_entry(name)
     options = dict(dataset_options or {})
@@ -87,8 +92,12 @@ def get_dataset(name, img_size=64, seed=0, data_paths=(), artifacts=None, artifa
     if target is not None and target not in spec and target not in annotated:
         raise UserError(f"'artifact': '{target}' is not inserted in dataset '{name}'; "
                         f"inserted: {', '.join(spec) or 'none'}; annotated: {', '.join(annotated) or 'none'}")
-    target = target if target in spec else None  # only inserted artifacts have clean/attacked subsets
+    annotated_target = target if target is not None and target not in spec else None
+    target = target if target in spec else None  # inserted: drawn in or left out by ArtifactDataset
     wrapped = {s: ArtifactDataset(d, spec, seed=seed, target=target) for s, d in splits.items()}
+    if annotated_target is not None and entry.modality == "image":
+        # annotated: its subsets are pasted from masked training samples (none masked: no subsets)
+        wrapped = with_pasted_subsets(wrapped, annotated_target, seed=seed, mask_provider=mask_provider)
     return DataSplits(wrapped["train"], wrapped["val"], wrapped["test"])
 
 

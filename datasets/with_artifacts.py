@@ -10,7 +10,8 @@ the same data. Modes give the evaluation subsets:
 * ``attacked``: the target artifact in every sample (other artifacts as in ``ch``).
 
 Artifacts the base split itself annotates (real ones, from annotation files) are reported
-unchanged for every name the spec does not insert, so a wrapped split still exposes them.
+unchanged for every name the spec does not insert, so a wrapped split still exposes them; their
+``clean``/``attacked`` subsets are made by pasting (``datasets.pasted_artifacts``).
 """
 import zlib
 

@@ -103,6 +103,9 @@ def test_same_command_on_other_data(name, tmp_path):
     assert SECTIONS <= set(metrics) and (root / "report.html").is_file()
     assert {row["method"] for row in metrics["evaluate"]["comparison"]} >= {"Vanilla", "RRR"}
     assert metrics["localize"]["n"] > 0 and 0.0 <= metrics["localize"]["iou_mean"] <= 1.0
+    # image_folder: the annotated band-aids are pasted into the images without one (clean/attacked)
+    assert set(metrics["train"]["test"]) == {"clean", "attacked", "ch"}
+    assert all(row["attacked"] == row["attacked"] for row in metrics["evaluate"]["comparison"])  # not NaN
 
 
 def test_recorded_annotations_are_used_as_they_are(pipeline_run, tmp_path):

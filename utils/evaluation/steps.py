@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from datasets import get_dataset_from_config
+from datasets.pasted_artifacts import PastedArtifactDataset
 from utils.bias.cav import CAV
 from models import layer_for_config
 from utils.config import save_resolved_config
@@ -51,7 +52,7 @@ def evaluate_by_subset(config):
     results = {"corrected": run(load_corrected(config, device))}
     if config.ckpt_path:
         results["original"] = cached_original(config, "subsets", {"splits": config.eval_splits, "seed": config.seed,
-                                                                 "data": _data_key(config)},
+                                                                 "data": _data_key(config, splits)},
                                               lambda: run(load_original(config, device)))
     write_json(evaluation_dir(config) / "subsets.json", results)
     return results
@@ -85,7 +86,7 @@ def compute_artifact_relevance(config):
         results["original"] = cached_original(
             config, "artifact_relevance", {"artifact": config.artifact, "n": len(indices), "dilation": config.mask_dilation,
                                            "without_artifact": "clean",
-                                           "backend": config.lrp_backend, "data": _data_key(config)},
+                                           "backend": config.lrp_backend, "data": _data_key(config, splits)},
             lambda: run(load_original(config, device)))
     write_json(evaluation_dir(config) / "artifact_relevance.json", results)
     return results
@@ -162,6 +163,10 @@ def plot_heatmaps(config):
     return path
 
 
-def _data_key(config):
-    return {k: getattr(config, k) for k in ("dataset_name", "img_size", "dataset_options", "artifacts", "artifact_type",
-                                            "attacked_classes", "p_artifact", "artifact", "seed")}
+def _data_key(config, splits=None):
+    key = {k: getattr(config, k) for k in ("dataset_name", "img_size", "dataset_options", "artifacts", "artifact_type",
+                                           "attacked_classes", "p_artifact", "artifact", "seed")}
+    if splits is not None and isinstance(splits.test, PastedArtifactDataset):
+        # an annotated artifact's subsets are pasted: results cached when it had none (only 'ch') are stale
+        key["subsets"] = "pasted"
+    return key

@@ -82,7 +82,12 @@ def train_step(ctx):
     test = metrics["test"]
     text = ["The model is trained on the training distribution (artifacts at their configured rates) and "
             "tested on three subsets: clean (no artifact), attacked (the artifact in every image) and ch "
-            "(the training distribution)."]
+            "(the training distribution). An artifact the data set annotates itself is cut out of annotated "
+            "training images with its mask and pasted into the test images without it (clean: those images "
+            "before the paste)."
+            if "clean" in test else
+            "The model is trained and tested on the data as it is (ch): no training image has a mask of the "
+            "artifact, so there is no clean/attacked subset."]
     return {"ckpt_path": str(out_dir / "checkpoints" / "best.pt"), "text": text,
             "tables": {"Original model: test accuracy by subset": subset_rows({"test": test}),
                        "Per-class test accuracy": [{"subset": s, **m["per_class_accuracy"]} for s, m in test.items()]},
