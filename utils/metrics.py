@@ -71,8 +71,8 @@ def _safe_auroc(y_true, scores):
 SUBSETS = ("clean", "attacked", "ch")
 
 
-def evaluate_subsets(model, dataset, batch_size=64, device="cpu", num_workers=0, subsets=SUBSETS):
-    """Metrics on the evaluation subsets (``clean``, ``attacked``, ``ch``) of an artifact split.
+def subset_views(dataset, subsets=SUBSETS):
+    """``{mode: view}`` of the evaluation subsets (``clean``, ``attacked``, ``ch``) of an artifact split.
 
     The subsets exist when the split has a target artifact: an inserted one (``with_artifacts``)
     or an annotated one pasted from masked training samples (``pasted_artifacts``; there ``clean``
@@ -83,5 +83,17 @@ def evaluate_subsets(model, dataset, batch_size=64, device="cpu", num_workers=0,
     if getattr(dataset, "target", None) is None:
         subsets = ("ch",)
     views = {mode: dataset.with_mode(mode) for mode in subsets}
-    return {mode: evaluate(model, view, batch_size, device, num_workers, desc=f"{dataset.split}/{mode}")
-            for mode, view in views.items() if len(view)}
+    return {mode: view for mode, view in views.items() if len(view)}
+
+
+def predict_subsets(model, dataset, batch_size=64, device="cpu", num_workers=0, subsets=SUBSETS):
+    """``{mode: (logits, labels)}`` on the evaluation subsets (see :func:`subset_views`)."""
+    return {mode: predict(model, view, batch_size, device, num_workers, desc=f"{dataset.split}/{mode}")
+            for mode, view in subset_views(dataset, subsets).items()}
+
+
+def evaluate_subsets(model, dataset, batch_size=64, device="cpu", num_workers=0, subsets=SUBSETS):
+    """Metrics on the evaluation subsets (see :func:`subset_views`)."""
+    return {mode: classification_metrics(logits, labels, dataset.class_names)
+            for mode, (logits, labels) in predict_subsets(model, dataset, batch_size, device, num_workers,
+                                                          subsets).items()}

@@ -66,7 +66,7 @@ class Correction:
     """Base class: a no-op correction (plain fine-tuning)."""
 
     name = "base"
-    uses_lamb = False  # whether the config's ``lamb`` weighs this method's loss
+    strength = None  # the config key that sets how strongly the method corrects (what ``sweep`` varies)
     trains = True  # False: training-free (the model is saved right after prepare)
     grad_clip = None  # default gradient-norm clipping of the method (the config can override)
 

@@ -113,6 +113,7 @@ VARIANTS = {"original": _original, "selective": _selective, "stochastic": _stoch
 # --- the correction ----------------------------------------------------------------------------
 @register_correction("ISNet")
 class ISNet(Correction):
+    strength = "A"  # the weight of the background-relevance loss
     grad_clip = 1.0
     freeze_batchnorm_statistics = True  # when fine-tuning a trained model (see run.batchnorm_kept_in_eval)
 

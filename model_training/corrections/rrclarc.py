@@ -49,7 +49,7 @@ def rrclarc_penalty(activation, logits, y, direction, criterion="all_logits_rand
 
 @register_correction("RRClarc")
 class RRClarc(Correction):
-    uses_lamb = True
+    strength = "lamb"
 
     def prepare(self, ctx):
         self.cav = fit_artifact_cav(ctx, self.config.cav_type)

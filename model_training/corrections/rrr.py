@@ -148,7 +148,7 @@ EXPLANATIONS = {"gradient": _InputGradient, "lrp": _EpsilonLRP, "lrp_composite":
 
 @register_correction("RRR")
 class RRR(Correction):
-    uses_lamb = True
+    strength = "lamb"
 
     def prepare(self, ctx):
         self.explanation = EXPLANATIONS[self.config.rrr_explanation](ctx, self.config)

@@ -4,7 +4,8 @@ A corrected model is judged against the original model on the same split (valida
 choice, test for reporting):
 
 * ``collapsed``: its clean accuracy is at most the majority-class rate of the clean samples plus
-  :data:`COLLAPSE_MARGIN`: it has lost what it knew, whatever else its numbers say;
+  :data:`COLLAPSE_MARGIN`, while the original's was above it: it has lost what it knew, whatever
+  else its numbers say;
 * ``degraded``: its clean accuracy fell more than ``max_clean_drop`` below the original's;
 * ``ok`` otherwise.
 
@@ -55,8 +56,11 @@ class CleanBudget:
         clean = original_subsets[clean_subset(original_subsets)]
         return cls(clean["accuracy"], max_clean_drop, clean.get("majority_rate", float("nan")))
 
+    def at_chance(self, accuracy):
+        return bool(np.isfinite(self.majority_rate) and accuracy <= self.majority_rate + COLLAPSE_MARGIN)
+
     def status(self, clean_accuracy) -> str:
-        if np.isfinite(self.majority_rate) and clean_accuracy <= self.majority_rate + COLLAPSE_MARGIN:
+        if self.at_chance(clean_accuracy) and not self.at_chance(self.reference_clean):  # nan: no original
             return "collapsed"
         if clean_accuracy < self.reference_clean - self.max_clean_drop - 1e-9:
             return "degraded"

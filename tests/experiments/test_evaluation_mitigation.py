@@ -91,8 +91,12 @@ def test_evaluation_steps_end_to_end(splits, tmp_path):
     correct(["--config_file", str(path)])
 
     subsets = evaluate_by_subset_attacked.main(["--config_file", str(path)])
-    assert set(subsets) == {"original", "corrected"}
+    assert set(subsets) == {"original", "corrected", "paired_tests"}
     assert set(subsets["corrected"]["test"]) == {"clean", "attacked", "ch"}
+    paired = subsets["paired_tests"]["test"]["attacked"]  # corrected vs original on the same images
+    assert paired["accuracy"]["a"] == subsets["original"]["test"]["attacked"]["accuracy"]
+    assert paired["accuracy"]["b"] == subsets["corrected"]["test"]["attacked"]["accuracy"]
+    assert 0 <= paired["accuracy"]["p_value"] <= 1 and 0 <= paired["auroc"]["p_value"] <= 1
     relevance = compute_artifact_relevance.main(["--config_file", str(path)])
     for model in ("original", "corrected"):
         assert 0.0 <= relevance[model]["artifact_relevance"] <= 1.0 and relevance[model]["n"] == 8

@@ -16,7 +16,8 @@ REDUCED = {
               "crp_n_refs": 2, "retrieval_top_k": 8, "embedding_2d": "mds", "n_outliers": 4},
     "annotation": {"n_seeds": 2, "seed_from": "spray"},
     "mitigation_common": {"num_epochs": 1, "lr": 0.001, "eval_max_samples": 10},
-    "mitigation": [{"method": "Vanilla"}, {"method": "PClarc"}],
+    "mitigation": [{"method": "Vanilla"}, {"method": "PClarc"},
+                   {"method": "RRR", "lamb": 1.0, "sweep": [1.0, 10.0], "seeds": [0, 1]}],
 }
 SECTIONS = {"data", "train", "reveal", "annotate", "retrieve", "localize", "mitigate", "evaluate", "headline",
             "configs", "versions"}
@@ -41,6 +42,15 @@ def test_report_files_and_sections(pipeline_run):
     assert SECTIONS <= set(metrics)
     assert {row["method"] for row in metrics["evaluate"]["comparison"]} >= {"Vanilla", "PClarc"}
     assert metrics["retrieve"]["variants"]
+    # RRR: a sweep of two strengths, each with two seeds; one chosen, every candidate in the sweep table
+    rrr = [row for row in metrics["evaluate"]["all_runs"] if row["method"] == "RRR"]
+    assert sorted(row["strength"] for row in rrr) == ["lamb=1", "lamb=10"] and all(row["seeds"] == 2 for row in rrr)
+    chosen = [row for row in metrics["evaluate"]["comparison"] if row["method"] == "RRR"]
+    assert len(chosen) == 1 and chosen[0]["status"] in ("ok", "degraded", "collapsed")
+    assert len(metrics["mitigate"]["runs"]) == 2 + 4
+    assert any(row["step"] == "best correction" for row in metrics["headline"])
+    report = (root / "report.md").read_text()
+    assert "Every strength and configuration (sweep)" in report and " ± " in report
 
 
 def test_html_is_self_contained(pipeline_run):

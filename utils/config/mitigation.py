@@ -21,6 +21,11 @@ class MitigationConfig(TrainingConfig):
     max_clean_drop: float = Field(0.03, ge=0, le=1, description="clean accuracy a correction may lose against the "
                                   "original model (validation split) before it is 'degraded'; also bounds which "
                                   "epoch, strength and configuration are chosen")
+    sweep: list[float] | None = Field(None, min_length=1, description="values of the method's strength (lamb for RRR "
+                                      "and RRClarc, A for ISNet) to try; the one the selection rule prefers on the "
+                                      "validation split is reported. None: the configured value only")
+    seeds: list[int] | None = Field(None, min_length=1, description="training seeds (train_seed) each run is repeated "
+                                    "with; results are reported as mean ± sd. None: one run (train_seed)")
 
     # --- where artifact samples and their masks come from ----------------------------------------
     source_masks: Literal["gt", "localization"] = Field(
@@ -94,6 +99,14 @@ class MitigationConfig(TrainingConfig):
     def _needs(self):
         if self.source_masks == "localization" and not self.localization_dir:
             raise ValueError("source_masks: localization needs 'localization_dir'")
+        if self.sweep is not None:
+            from model_training.corrections import get_correction_method
+
+            if get_correction_method(self.method).strength is None:
+                raise ValueError(f"sweep: method {self.method} has no strength to sweep (training-free or plain "
+                                 "fine-tuning); remove 'sweep'")
+        if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: each seed once, got {self.seeds}")
         if not self.ckpt_path and not (self.method == "ISNet" and self.from_scratch):
             raise ValueError("'ckpt_path' (the model to correct) is required")
         if self.grad_clip is None and self.method == "ISNet":

@@ -1,113 +1,271 @@
-"""Comparison of every correction run for one data set and model: one row per method.
+"""Comparison of every correction of one model, with its uncertainty, its cost and its verdict.
 
-Each method is reported at the configuration of its grid chosen on the *validation* split
-(highest attacked accuracy among those whose clean accuracy drops by at most ``max_clean_drop``
-against the original model; if none qualifies, the highest clean accuracy), with *test* numbers.
+A configured correction is a set of runs (each value of its ``sweep`` times each of its ``seeds``,
+:mod:`model_training.corrections.runs`). A *candidate* is one configuration at one strength; its row
+gives test numbers as mean ± sd over its seeds. Per method, the candidate kept is the one the
+selection rule of :mod:`model_training.corrections.selection` prefers on the *validation* split
+(mean over seeds): the best validation attacked accuracy within the clean budget.
+
+What a row says besides accuracy:
+
+* ``gap_closed`` (share of the original model's clean-attacked gap a correction closes) always sits
+  beside ``clean_change`` (clean test accuracy minus the original's): an improvement is never shown
+  without its cost;
+* ``status``: ``ok``, ``degraded`` (clean accuracy more than ``max_clean_drop`` below the original's on
+  validation or on test) or ``collapsed`` (clean accuracy at the majority-class rate), the worst over
+  the seeds (``status_seeds`` counts them). A collapsed candidate's improvement figures (gap closed,
+  artifact relevance, TCAV) are not reported: they would reward a broken model;
+* ``p_clean``, ``p_attacked`` (McNemar) and ``p_auroc`` (DeLong, attacked subset): corrected vs
+  original on the same test images; the median over seeds, and in ``*_significant`` how many seeds
+  had p < 0.05.
+
+The best correction (:func:`best`) is named by :data:`BEST_RULE`; a degraded or collapsed candidate is
+never it.
 """
 import csv
 import io
 
-from model_training.corrections.run import mitigation_dir
+import numpy as np
+
 from model_training.corrections.base import get_correction_method
+from model_training.corrections.run import corrected_checkpoint_path, mitigation_dir
+from model_training.corrections.runs import candidates, strength_key
+from model_training.corrections.selection import CleanBudget, choose, clean_subset, target_subset, worst
 from models import layer_for_config
-from utils.paths import step_dir
+from utils.evaluation.stats import mean_sd
 from utils.io import read_json, write_text
+from utils.paths import step_dir
 from utils.table import markdown_table
 
-COLUMNS = ["method", "config", "layer", "lamb", "clean", "attacked", "ch", "gap_closed", "artifact_relevance",
-           "ar_excess", "tcav", "tcav_sensitivity", "tcav_refit", "seconds"]
+SIGNIFICANCE = 0.05
+MEASURED = ("val_clean", "val_attacked", "clean", "attacked", "ch", "gap_closed", "clean_change", "artifact_relevance",
+            "ar_excess", "tcav", "tcav_sensitivity", "tcav_refit", "seconds")
+P_VALUES = ("p_clean", "p_attacked", "p_auroc")
+NOT_FOR_COLLAPSED = ("gap_closed", "artifact_relevance", "ar_excess", "tcav", "tcav_sensitivity", "tcav_refit")
+COLUMNS = ["method", "config", "layer", "strength", "seeds", "status", "val_clean", "val_attacked", "clean", "attacked",
+           "ch", "gap_closed", "clean_change", "p_clean", "p_attacked", "p_auroc", "artifact_relevance", "ar_excess",
+           "tcav", "tcav_refit", "seconds"]
+BEST_RULE = ("the correction (Vanilla excluded) with the highest validation attacked accuracy among those whose "
+             "status is ok: every seed within max_clean_drop of the original's clean accuracy on validation and test")
+EVALUATIONS = ("subsets.json", "artifact_relevance.json", "tcav.json", "heatmaps.png")
 
 
-def _acc(results, model, split, subset):
-    try:
-        return results[model][split][subset]["accuracy"]
-    except KeyError:
-        return float("nan")
+# --- one run -----------------------------------------------------------------------------------
+def evaluation_dir(config):
+    return step_dir(config, "evaluation", create=False)
 
 
 def collect(config):
-    """Everything known about one correction run (``None`` if it has not been evaluated)."""
-    out = step_dir(config, "evaluation", create=False)
+    """Everything measured about one run (``None`` until its subsets are evaluated)."""
+    out = evaluation_dir(config)
     if not (out / "subsets.json").is_file():
         return None
-    subsets = read_json(out / "subsets.json")
-    relevance = read_json(out / "artifact_relevance.json") if (out / "artifact_relevance.json").is_file() else {}
-    tcav = read_json(out / "tcav.json") if (out / "tcav.json").is_file() else {}
-    mitigation = read_json(mitigation_dir(config, create=False) / "metrics.json")
-    return {"config": config, "subsets": subsets, "relevance": relevance, "tcav": tcav,
-            "seconds": mitigation.get("correction_seconds", float("nan"))}
+
+    def optional(name):
+        return read_json(out / name) if (out / name).is_file() else {}
+
+    return {"config": config, "subsets": read_json(out / "subsets.json"), "relevance": optional("artifact_relevance.json"),
+            "tcav": optional("tcav.json"), "mitigation": read_json(mitigation_dir(config, create=False) / "metrics.json")}
+
+
+def _accuracy(subsets, subset):
+    return subsets[subset]["accuracy"] if subset in subsets else float("nan")
 
 
 def _tcav(run, model, cav):
-    cls = run["tcav"].get("biased_class")
     try:
-        entry = run["tcav"][model][cav][cls]
+        entry = run["tcav"][model][cav][run["tcav"]["biased_class"]]
         return entry["tcav"], entry["sensitivity"]
     except (KeyError, TypeError):
         return float("nan"), float("nan")
 
 
-def row_for(run, model="corrected", split="test"):
-    config = run["config"]
-    clean, attacked = _acc(run["subsets"], model, split, "clean"), _acc(run["subsets"], model, split, "attacked")
-    orig_clean, orig_attacked = (_acc(run["subsets"], "original", split, "clean"),
-                                 _acc(run["subsets"], "original", split, "attacked"))
+def _p(run, subset, test):
+    try:
+        return run["subsets"]["paired_tests"]["test"][subset][test]["p_value"]
+    except KeyError:
+        return float("nan")
+
+
+def run_values(run, max_clean_drop):
+    """The numbers of one run (one seed): test accuracies, cost, gap closed, p-values, status."""
+    test, original = run["subsets"]["corrected"].get("test", {}), run["subsets"].get("original", {}).get("test", {})
+    selection = run["mitigation"].get("selection", {})
+    clean_name = clean_subset(test) if test else "clean"
+    clean, attacked = _accuracy(test, clean_name), _accuracy(test, "attacked")
+    orig_clean, orig_attacked = _accuracy(original, clean_name), _accuracy(original, "attacked")
     gap = orig_clean - orig_attacked
-    tcav, sensitivity = _tcav(run, model, "original_cav")
-    method = get_correction_method(config.method)
-    corrected = model == "corrected"
-    return {"method": method.label(config) if corrected else "original",
-            "config": config.config_name if corrected else "-",
-            # the layer matters for frozen fine-tuning and for projections, not for fully trained ones
-            "layer": layer_for_config(config) if corrected and (config.freeze or not method.trains) else "-",
-            "lamb": config.lamb if corrected and method.uses_lamb else "-",
-            "clean": clean, "attacked": attacked, "ch": _acc(run["subsets"], model, split, "ch"),
+    statuses = [selection.get("status", "ok")]
+    if original:
+        statuses.append(CleanBudget.from_original(original, max_clean_drop).status(clean))
+    val = selection.get("val", {})
+    return {"val_clean": val.get("clean", val.get("ch", float("nan"))),
+            "val_attacked": val.get(target_subset(val), float("nan")) if val else float("nan"),
+            "clean": clean, "attacked": attacked, "ch": _accuracy(test, "ch"),
             "gap_closed": ((attacked - clean) - (orig_attacked - orig_clean)) / gap if gap > 0 else float("nan"),
-            "artifact_relevance": run["relevance"].get(model, {}).get("artifact_relevance", float("nan")),
+            "clean_change": clean - orig_clean,
+            "p_clean": _p(run, clean_name, "accuracy"), "p_attacked": _p(run, "attacked", "accuracy"),
+            "p_auroc": _p(run, "attacked", "auroc"),
+            "artifact_relevance": run["relevance"].get("corrected", {}).get("artifact_relevance", float("nan")),
             # the part of it the artifact draws (relevance of the same region without the artifact subtracted)
-            "ar_excess": run["relevance"].get(model, {}).get("excess", float("nan")),
-            "tcav": tcav, "tcav_sensitivity": sensitivity,
-            "tcav_refit": _tcav(run, model, "refit_cav")[0] if model == "corrected" else float("nan"),
-            "seconds": run["seconds"] if model == "corrected" else 0.0}
+            "ar_excess": run["relevance"].get("corrected", {}).get("excess", float("nan")),
+            "tcav": _tcav(run, "corrected", "original_cav")[0], "tcav_sensitivity": _tcav(run, "corrected", "original_cav")[1],
+            "tcav_refit": _tcav(run, "corrected", "refit_cav")[0],
+            "seconds": run["mitigation"].get("correction_seconds", float("nan")), "status": worst(statuses)}
 
 
-def select(runs, max_clean_drop=0.03, split="val"):
-    """Per method, the run chosen on ``split`` (see module docstring)."""
-    best = {}
-    def label(run):
-        return get_correction_method(run["config"].method).label(run["config"])
+# --- candidates: one configuration at one strength, over its seeds ----------------------------------
+def _summary(values_per_seed):
+    row = {}
+    for key in MEASURED:
+        mean, sd, _ = mean_sd([v[key] for v in values_per_seed])
+        row[key], row[f"{key}_sd"] = mean, sd
+    for key in P_VALUES:
+        p = np.array([v[key] for v in values_per_seed], dtype=float)
+        p = p[np.isfinite(p)]
+        row[key] = float(np.median(p)) if len(p) else float("nan")
+        row[f"{key}_significant"] = int((p < SIGNIFICANCE).sum())
+    statuses = [v["status"] for v in values_per_seed]
+    row["status"] = worst(statuses)
+    row["status_seeds"] = ", ".join(f"{s} {statuses.count(s)}" for s in ("ok", "degraded", "collapsed") if s in statuses)
+    if row["status"] == "collapsed":  # nothing a broken model scores counts as an improvement
+        for key in NOT_FOR_COLLAPSED:
+            row[key] = row[f"{key}_sd"] = float("nan")
+    return row
 
-    for method in dict.fromkeys(label(r) for r in runs):
-        candidates = [r for r in runs if label(r) == method]
 
-        def val(r, subset, model="corrected"):
-            return _acc(r["subsets"], model, split, subset)
+def candidate_row(config, value, runs, max_clean_drop):
+    """The row of one candidate (``runs``: the collected runs of its seeds)."""
+    method = get_correction_method(config.method)
+    key = strength_key(config)
+    return {"method": method.label(config), "config": config.config_name,
+            # the layer matters for frozen fine-tuning and for projections, not for fully trained ones
+            "layer": layer_for_config(config) if config.freeze or not method.trains else "-",
+            "strength": f"{key}={value:g}" if key is not None else "-", "strength_value": value,
+            "seeds": len(runs), **_summary([run_values(run, max_clean_drop) for run in runs])}
 
-        ok = [r for r in candidates if val(r, "clean") >= val(r, "clean", "original") - max_clean_drop]
-        best[method] = (max(ok, key=lambda r: val(r, "attacked")) if ok
-                        else max(candidates, key=lambda r: val(r, "clean")))
-    return best
+
+def original_row(run):
+    test = run["subsets"]["original"].get("test", {})
+    tcav, sensitivity = _tcav(run, "original", "original_cav")
+    relevance = run["relevance"].get("original", {})
+    selection = run["mitigation"].get("selection", {}).get("original_val", {})
+    return {"method": "original", "config": "-", "layer": "-", "strength": "-", "seeds": 1, "status": "-",
+            "val_clean": selection.get("clean", selection.get("ch", float("nan"))),
+            "val_attacked": selection.get("attacked", float("nan")),
+            "clean": _accuracy(test, clean_subset(test) if test else "clean"), "attacked": _accuracy(test, "attacked"),
+            "ch": _accuracy(test, "ch"), "gap_closed": 0.0, "clean_change": 0.0,
+            "artifact_relevance": relevance.get("artifact_relevance", float("nan")),
+            "ar_excess": relevance.get("excess", float("nan")), "tcav": tcav, "tcav_sensitivity": sensitivity,
+            "tcav_refit": float("nan"), "seconds": 0.0}
 
 
-def comparison(configs, max_clean_drop=0.03):
-    """Rows (original first, then one per method) and the rows of every run of the grid."""
-    runs = [run for run in (collect(c) for c in configs) if run is not None]
-    if not runs:
-        return [], []
-    chosen = select(runs, max_clean_drop)
-    originals = [r for r in runs if "original" in r["subsets"]]
-    rows = [row_for(originals[0], "original")] if originals else []
-    rows += [row_for(run) for run in chosen.values()]
-    return rows, [row_for(run) for run in runs]
+class Comparison:
+    """Every candidate of ``configs`` that has been evaluated, the original model's row, and per
+    method the candidate the selection rule keeps (validation, mean over seeds)."""
+
+    def __init__(self, configs, max_clean_drop=None):
+        self.candidates = []  # (config, value, runs, row)
+        self.original = None
+        for config in configs:
+            drop = config.max_clean_drop if max_clean_drop is None else max_clean_drop
+            for value, run_configs in candidates(config):
+                runs = [r for r in (collect(c) for c in run_configs) if r is not None]
+                if not runs:
+                    continue
+                self.candidates.append((config, value, run_configs, candidate_row(config, value, runs, drop)))
+                if self.original is None and "original" in runs[0]["subsets"]:
+                    self.original = original_row(runs[0])
+        self.chosen = self._choose(max_clean_drop)
+
+    def _choose(self, max_clean_drop):
+        chosen = {}
+        for method in dict.fromkeys(row["method"] for *_, row in self.candidates):
+            group = [c for c in self.candidates if c[3]["method"] == method]
+            config = group[0][0]
+            drop = config.max_clean_drop if max_clean_drop is None else max_clean_drop
+            reference = self.original or {}
+            budget = CleanBudget(reference.get("val_clean", float("nan")), drop, self._majority(group))
+            index = choose([(c[3]["val_clean"], c[3]["val_attacked"] if np.isfinite(c[3]["val_attacked"])
+                             else c[3]["val_clean"]) for c in group], budget)
+            chosen[method] = group[index]
+        return chosen
+
+    @staticmethod
+    def _majority(group):
+        try:
+            run = collect(group[0][2][0])
+            val = run["mitigation"]["selection"]
+            return val.get("majority_rate", float("nan"))
+        except (KeyError, TypeError):
+            return float("nan")
+
+    def rows(self):
+        """The original model's row, then the chosen candidate of each method."""
+        return ([self.original] if self.original else []) + [c[3] for c in self.chosen.values()]
+
+    def all_rows(self):
+        return [c[3] for c in self.candidates]
+
+    def chosen_runs(self):
+        """The run configs of every chosen candidate (each seed)."""
+        return [run for c in self.chosen.values() for run in c[2]]
+
+
+def comparison(configs, max_clean_drop=None):
+    """(chosen rows with the original first, every candidate's row)."""
+    result = Comparison(configs, max_clean_drop)
+    return result.rows(), result.all_rows()
+
+
+def best(rows):
+    """The row :data:`BEST_RULE` names, or ``None`` when no correction qualifies."""
+    usable = [r for r in rows if r["method"] not in ("original", "Vanilla") and r.get("status") == "ok"]
+    return max(usable, key=lambda r: r["val_attacked"] if np.isfinite(r["val_attacked"]) else r["val_clean"],
+               default=None)
+
+
+# --- tables ---------------------------------------------------------------------------------------
+def _cell(row, key):
+    value = row.get(key, "")
+    if key in P_VALUES:
+        if not isinstance(value, float) or not np.isfinite(value):
+            return "—"
+        return f"{value:.3g} ({row.get(f'{key}_significant', 0)}/{row.get('seeds', 1)})"
+    if key == "status" and row.get("seeds", 1) > 1 and row.get("status_seeds"):
+        return f"{value} ({row['status_seeds']})"
+    if isinstance(value, float):
+        if not np.isfinite(value):
+            return "—"
+        sd = row.get(f"{key}_sd", float("nan"))
+        digits = 1 if key == "seconds" else 3
+        return f"{value:.{digits}f} ± {sd:.{digits}f}" if np.isfinite(sd) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def display_rows(rows, columns=COLUMNS):
+    """Rows as text cells: mean ± sd over seeds, p-values with the seeds significant at 0.05, '—' for
+    what is not measured or not reported (a collapsed model's improvements)."""
+    return [{key: _cell(row, key) for key in columns} for row in rows]
 
 
 def write_comparison(rows, all_rows, out_dir, name="comparison"):
-    """CSV + markdown of the chosen rows and of the whole grid."""
+    """CSV (every number, sds and p-value counts included) and markdown (display cells) of the chosen
+    rows and of every candidate."""
     for suffix, table in (("", rows), ("_grid", all_rows)):
+        keys = list(dict.fromkeys(k for row in table for k in row))
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+        writer = csv.DictWriter(buffer, fieldnames=keys)
         writer.writeheader()
         writer.writerows(table)
         write_text(out_dir / f"{name}{suffix}.csv", buffer.getvalue())
-        write_text(out_dir / f"{name}{suffix}.md", markdown_table(table, COLUMNS) + "\n")
+        write_text(out_dir / f"{name}{suffix}.md", markdown_table(display_rows(table), COLUMNS) + "\n")
     return out_dir / f"{name}.md"
+
+
+def missing_evaluations(config, everything):
+    """The evaluation files a run still lacks (``everything``: also relevance, TCAV and heatmaps)."""
+    if not corrected_checkpoint_path(config).is_file():
+        return list(EVALUATIONS)
+    wanted = EVALUATIONS if everything else EVALUATIONS[:1]
+    return [name for name in wanted if not (evaluation_dir(config) / name).is_file()]

@@ -135,6 +135,30 @@ def delong(y_true, scores_a, scores_b):
     return {**out, "z": float(z), "p_value": float(2.0 * stats.norm.sf(abs(z)))}
 
 
+def paired_tests(labels, logits_a, logits_b, auroc_class):
+    """Model A vs model B on the same samples (single-label): McNemar on per-sample correctness and
+    DeLong on the one-vs-rest AUROC of class ``auroc_class`` (softmax scores).
+
+    Returns ``{"accuracy": mcnemar(...) + {"a", "b"}, "auroc": delong(...) + {"class"}}``.
+    """
+    labels = np.asarray(labels)
+    logits_a, logits_b = np.asarray(logits_a, dtype=np.float64), np.asarray(logits_b, dtype=np.float64)
+    correct_a, correct_b = logits_a.argmax(1) == labels, logits_b.argmax(1) == labels
+    accuracy = {**mcnemar(correct_a, correct_b), "a": float(correct_a.mean()), "b": float(correct_b.mean())}
+    positive = labels == auroc_class
+    if positive.all() or not positive.any():
+        auroc = {"auc_a": float("nan"), "auc_b": float("nan"), "difference": float("nan"), "variance": float("nan"),
+                 "z": float("nan"), "p_value": float("nan")}
+    else:
+        auroc = delong(positive, _softmax(logits_a)[:, auroc_class], _softmax(logits_b)[:, auroc_class])
+    return {"accuracy": accuracy, "auroc": {**auroc, "class": int(auroc_class)}}
+
+
+def _softmax(logits):
+    shifted = np.exp(logits - logits.max(1, keepdims=True))
+    return shifted / shifted.sum(1, keepdims=True)
+
+
 def mean_sd(values):
     """Mean, sample standard deviation (ddof=1) and count of ``values``, ignoring NaN.
 

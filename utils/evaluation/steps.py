@@ -16,8 +16,9 @@ from utils.device import resolve_device
 from utils.evaluation.models import cached_original, load_corrected, load_original, lrp_backend_for
 from utils.evaluation.relevance import artifact_relevance, artifact_samples
 from utils.evaluation.tcav import biased_class, directional_derivatives, refit_cav, tcav_scores
+from utils.evaluation.stats import paired_tests
 from utils.io import write_json
-from utils.metrics import evaluate_subsets
+from utils.metrics import classification_metrics, predict_subsets
 from utils.paths import step_dir
 
 
@@ -42,30 +43,55 @@ def _setup(config):
 
 # --- 1. accuracy by subset -----------------------------------------------------------------------
 def evaluate_by_subset(config):
-    """Accuracy (± SE), macro-F1 and per-class AUROC on clean/attacked/ch of each eval split."""
+    """Accuracy (± SE), macro-F1 and per-class AUROC on clean/attacked/ch of each eval split, and the
+    paired tests of corrected vs original on the same samples (McNemar for accuracy, DeLong for the
+    AUROC of the class the artifact is evidence for)."""
     device, splits = _setup(config)
 
     def run(model):
-        return {split: evaluate_subsets(model, splits.get(split), config.batch_size, device, config.num_workers)
+        return {split: {mode: {"logits": logits.tolist(), "labels": labels.tolist()} for mode, (logits, labels)
+                        in predict_subsets(model, splits.get(split), config.batch_size, device,
+                                           config.num_workers).items()}
                 for split in config.eval_splits}
 
-    results = {"corrected": run(load_corrected(config, device))}
+    predictions = {"corrected": run(load_corrected(config, device))}
     if config.ckpt_path:
-        results["original"] = cached_original(config, "subsets", {"splits": config.eval_splits, "seed": config.seed,
-                                                                 "data": _data_key(config, splits)},
-                                              lambda: run(load_original(config, device)))
+        predictions["original"] = cached_original(
+            config, "predictions", {"splits": config.eval_splits, "seed": config.seed, "data": _data_key(config, splits)},
+            lambda: run(load_original(config, device)))
+    names = splits.train.class_names
+    results = {model: {split: {mode: classification_metrics(p["logits"], p["labels"], names) for mode, p in by_mode.items()}
+                       for split, by_mode in by_split.items()} for model, by_split in predictions.items()}
+    if "original" in predictions and not splits.train.multi_label:
+        auroc_class = names.index(biased_class(splits.train, config.artifact))
+        results["paired_tests"] = {
+            split: {mode: paired_tests(p["labels"], predictions["original"][split][mode]["logits"], p["logits"],
+                                       auroc_class) for mode, p in by_mode.items()}
+            for split, by_mode in predictions["corrected"].items()}
     write_json(evaluation_dir(config) / "subsets.json", results)
     return results
 
 
 def subset_rows(results):
     rows = []
-    for model, by_split in results.items():
+    for model, by_split in ((m, results[m]) for m in ("original", "corrected") if m in results):
         for split, subsets in by_split.items():
             for subset, m in subsets.items():
                 rows.append({"model": model, "split": split, "subset": subset, "n": m["n"], "accuracy": m["accuracy"],
                              "± se": m["accuracy_se"], "macro_f1": m["macro_f1"],
                              **{f"auroc {k}": v for k, v in m["per_class_auroc"].items()}})
+    return rows
+
+
+def paired_rows(results):
+    """Corrected vs original on the same samples, one row per split and subset."""
+    rows = []
+    for split, by_mode in results.get("paired_tests", {}).items():
+        for subset, t in by_mode.items():
+            rows.append({"split": split, "subset": subset, "accuracy original": t["accuracy"]["a"],
+                         "accuracy corrected": t["accuracy"]["b"], "McNemar p": t["accuracy"]["p_value"],
+                         f"AUROC {t['auroc']['class']} original": t["auroc"]["auc_a"],
+                         f"AUROC {t['auroc']['class']} corrected": t["auroc"]["auc_b"], "DeLong p": t["auroc"]["p_value"]})
     return rows
 
 

@@ -337,40 +337,62 @@ def _mitigation_inputs(ctx):
 def mitigate_step(ctx):
     import shutil
 
-    from model_training.corrections.run import corrected_checkpoint_path, run_correction
+    from model_training.corrections.run import corrected_checkpoint_path, mitigation_dir, run_correction
+    from model_training.corrections.runs import expand, strength_key
+    from model_training.corrections.selection import CRITERION
+    from utils.io import read_json
 
     folder = ctx.root / "configs" / "mitigation"
     shutil.rmtree(folder, ignore_errors=True)  # only this pipeline's own generated configs live here
     rows = []
     for config in mitigation_configs(ctx):
         _config_file(ctx, f"mitigation/{config.config_name}", config)
-        if not corrected_checkpoint_path(config).is_file():
-            run_correction(config)
-        rows.append({"method": config.method, "config": config.config_name, "layer": config.layer_name,
-                     "lamb": config.lamb})
-    return {"text": ["Each configured method corrects the original model; training-free methods (P-ClArC, "
-                     "rP-ClArC) add a projection at the layer."],
-            "config_dir": str(folder), "tables": {"Corrections": rows}, "figures": {}, "metrics": {"runs": rows}}
+        for run in expand(config):
+            if not corrected_checkpoint_path(run).is_file():
+                run_correction(run)
+            selection = read_json(mitigation_dir(run, create=False) / "metrics.json").get("selection", {})
+            key = strength_key(run)
+            rows.append({"method": run.method, "run": run.config_name, "layer": run.layer_name,
+                         "strength": f"{key}={getattr(run, key):g}" if key else "-",
+                         "seed": run.train_seed if run.train_seed is not None else run.seed,
+                         "epoch kept": selection.get("epoch") or "-", "validation status": selection.get("status", "-")})
+    text = ["Each configured method corrects the original model; training-free methods (P-ClArC, rP-ClArC) add a "
+            "projection at the layer. A method with a sweep is run at each strength, each run with every seed; "
+            "a run keeps the epoch the selection rule prefers on the validation split (" + CRITERION + ")."]
+    return {"text": text, "config_dir": str(folder), "tables": {"Correction runs": rows}, "figures": {},
+            "metrics": {"runs": rows}}
 
 
 @pipeline_step("evaluate", depends=("mitigate",), title="Re-evaluation: did the fix work?", inputs=_mitigation_inputs)
 def evaluate_step(ctx):
-    from experiments.evaluation import compare_methods
-    from utils.evaluation.compare import comparison
-    from utils.paths import step_dir
+    from utils.evaluation.compare import BEST_RULE, best, display_rows, write_comparison
+    from utils.evaluation.runner import correct_and_evaluate
+    from utils.paths import output_root, step_dir
 
-    # its own table name: the mitigation grid of the same model keeps its comparison.md
-    compare_methods.main(["--config_dir", ctx.results["mitigate"]["config_dir"], "--run",
-                          "--name", f"pipeline_{ctx.config.config_name}"])
     configs = mitigation_configs(ctx)
-    chosen, every_run = comparison(configs)
-    figures = [(f"Heatmaps before/after: {c.method} ({c.config_name})",
-                step_dir(c, "evaluation", create=False) / "heatmaps.png") for c in configs]
+    result = correct_and_evaluate(configs)
+    chosen, every_run = result.rows(), result.all_rows()
+    # its own table name: the mitigation grid of the same model keeps its comparison.md
+    first = configs[0]
+    write_comparison(chosen, every_run, output_root(first) / "evaluation" / first.dataset_name / first.model_name,
+                     f"pipeline_{ctx.config.config_name}")
+    figures = [(f"Heatmaps before/after: {config.method} ({config.config_name})",
+                step_dir(config, "evaluation", create=False) / "heatmaps.png") for config in result.chosen_runs()]
+    winner = best(chosen)
     text = ["Test accuracy of the original and corrected models on the clean, attacked and training-distribution "
-            "subsets; gap_closed is the share of the original clean-attacked gap a method closes. Per method, "
-            "the configuration shown is chosen on the validation split."]
-    return {"text": text, "tables": {"Mitigation comparison (test)": chosen, "Every run": every_run},
-            "figures": _figures(figures), "metrics": {"comparison": chosen, "all_runs": every_run}}
+            "subsets, as mean ± sd over the seeds of each run. gap_closed is the share of the original clean-attacked "
+            "gap a method closes; clean_change, beside it, what it costs in clean accuracy. Per method, the strength "
+            "shown is chosen on the validation split (the sweep table lists every strength). status: ok, degraded "
+            "(clean accuracy more than max_clean_drop below the original's on validation or test) or collapsed (at "
+            "the majority-class rate; its improvement figures are not reported). p_clean, p_attacked: McNemar, "
+            "p_auroc: DeLong on the attacked subset, each corrected vs original on the same test images (median over "
+            "seeds; in brackets the seeds with p < 0.05, a significant difference).",
+            f"Best correction ({BEST_RULE}): " + (f"{winner['method']} at {winner['strength']} ({winner['config']})."
+                                                  if winner else "none: no correction stayed within the clean budget.")]
+    return {"text": text, "tables": {"Mitigation comparison (test)": display_rows(chosen),
+                                     "Every strength and configuration (sweep)": display_rows(every_run)},
+            "figures": _figures(figures), "metrics": {"comparison": chosen, "all_runs": every_run, "best": winner,
+                                                      "best_rule": BEST_RULE}}
 
 
 # --- 9. the report -----------------------------------------------------------------------------
@@ -380,13 +402,16 @@ _SECTIONS = ("data", "train", "reveal", "annotate", "retrieve", "localize", "mit
 def _without_timings(value):
     """Metrics minus wall-clock times: the same config and seed must give the same metrics.json."""
     if isinstance(value, dict):
-        return {k: _without_timings(v) for k, v in value.items() if k not in ("seconds", "time", "training_time")}
+        return {k: _without_timings(v) for k, v in value.items()
+                if k not in ("time", "training_time") and not k.startswith("seconds")}
     if isinstance(value, list):
         return [_without_timings(v) for v in value]
     return value
 
 
 def headline_rows(ctx):
+    from utils.evaluation.compare import display_rows
+
     results, rows = ctx.results, []
     test = results["train"]["metrics"]["test"]
     rows.append({"step": "original model", "result": ", ".join(f"{s} {m['accuracy']:.3f}" for s, m in test.items())})
@@ -410,9 +435,16 @@ def headline_rows(ctx):
         rows.append({"step": "localization", "result": f"IoU {loc['iou_mean']:.3f}, artifact relevance "
                                                        f"{loc['artifact_relevance_mean']:.3f}"})
     for row in results["evaluate"]["metrics"]["comparison"]:
-        rows.append({"step": f"mitigation: {row['method']}", "result": ", ".join(
-            f"{k} {row[k]:.3f}" for k in ("clean", "attacked", "ch", "gap_closed", "artifact_relevance", "ar_excess")
-            if isinstance(row.get(k), float) and np.isfinite(row[k]))})
+        if row["method"] == "original":
+            continue
+        cells = display_rows([row])[0]
+        rows.append({"step": f"mitigation: {row['method']}", "result": (
+            f"{cells['status']}; clean {cells['clean']} (change {cells['clean_change']}), attacked {cells['attacked']}, "
+            f"gap closed {cells['gap_closed']}, artifact relevance {cells['artifact_relevance']}; {row['strength']}, "
+            f"{row['seeds']} seed(s)")})
+    winner = results["evaluate"]["metrics"].get("best")
+    rows.append({"step": "best correction", "result": f"{winner['method']} ({winner['strength']})" if winner else
+                 "none within the clean budget"})
     return rows
 
 
