@@ -101,14 +101,15 @@ def get_dataset(name, img_size=64, seed=0, data_paths=(), artifacts=None, artifa
     return DataSplits(wrapped["train"], wrapped["val"], wrapped["test"])
 
 
-def get_dataset_from_config(config) -> DataSplits:
+def get_dataset_from_config(config, mask_provider=None) -> DataSplits:
+    """The splits ``config`` describes; ``mask_provider``: see :func:`get_dataset`."""
     from utils.paths import data_paths
 
     return get_dataset(config.dataset_name, img_size=config.img_size, seed=config.seed,
                        data_paths=data_paths(config), artifacts=config.artifacts,
                        artifact_type=config.artifact_type, attacked_classes=config.attacked_classes,
                        p_artifact=config.p_artifact, artifact=config.artifact,
-                       dataset_options=config.dataset_options)
+                       dataset_options=config.dataset_options, mask_provider=mask_provider)
 
 
 def _call_builder(entry, **kwargs):

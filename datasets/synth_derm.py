@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from datasets.base import BaseDataset, shared_render_cache
+from datasets.procedural import smooth_field
 
 CLASS_NAMES = ("benign", "melanoma")
 SPLIT_SIZES = {"train": 2000, "val": 500, "test": 500}
@@ -36,16 +37,6 @@ _PIGMENTS = np.array([[0.30, 0.17, 0.10],  # dark brown
                       [0.62, 0.26, 0.24]])  # red
 
 
-def _smooth_field(rng, yy, xx, n_waves=6, max_freq=4.0):
-    """A smooth random field in about [-1, 1]: a sum of random plane waves."""
-    field = np.zeros_like(yy)
-    for _ in range(n_waves):
-        freq = rng.uniform(0.5, max_freq)
-        angle, phase = rng.uniform(0, 2 * np.pi), rng.uniform(0, 2 * np.pi)
-        field += np.cos(freq * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)
-    return field / np.sqrt(n_waves / 2)
-
-
 def render_lesion(rng, size, malignant):
     """Draw one image (size x size x 3, float32 in [0, 1]) and its lesion mask."""
     lin = np.linspace(-1, 1, size, dtype=np.float32)
@@ -53,7 +44,7 @@ def render_lesion(rng, size, malignant):
 
     # skin: base tone, smooth shading, fine grain
     tone = np.array([0.86, 0.66, 0.56]) + rng.uniform(-0.06, 0.04, 3)
-    shading = 0.04 * _smooth_field(rng, yy, xx, max_freq=2.0)
+    shading = 0.04 * smooth_field(rng, yy, xx, max_freq=2.0)
     grain = 0.015 * rng.standard_normal((size, size))
     skin = tone[None, None, :] + (shading + grain)[..., None]
 
@@ -77,7 +68,7 @@ def render_lesion(rng, size, malignant):
     variegation = rng.uniform(*OVERLAP["variegation"][malignant])
     n_colours = rng.integers(*OVERLAP["n_colours"][malignant])
     for colour in rng.choice(len(_PIGMENTS), size=n_colours, replace=False):
-        blob = _smooth_field(rng, yy - cy, xx - cx, n_waves=4, max_freq=3.0)
+        blob = smooth_field(rng, yy - cy, xx - cx, n_waves=4, max_freq=3.0)
         # pigment concentrated on one side: asymmetry, mostly in melanomas
         side = rng.uniform(0, 2 * np.pi)
         blob = blob + rng.uniform(*OVERLAP["asymmetry"][malignant]) * (np.cos(side) * dx + np.sin(side) * dy) / (r0 + 1e-6)
