@@ -10,6 +10,12 @@ Then run every correction and evaluation and the comparison table with
 The lambda ranges follow the size of each penalty on the trained model (RRR's squared input
 gradient is ~0.07 per artifact sample, RR-ClArC's squared directional gradient ~1e-4 at
 features.10), so every grid spans "barely active" to "dominating".
+
+The ``*_sweep`` configs are the pipeline's default mitigation (``config_generator_pipeline.py``):
+each method's strength swept over three values spaced by 10x, the penalty at about 0.1x, 1x and
+10x the cross-entropy when fine-tuning starts (RRR's positive share of relevance and ISNet's
+background loss are O(1) like the cross-entropy; RR-ClArC's squared directional gradient is
+~1e-4). The value kept is chosen on the validation split by the mitigation step itself.
 """
 import sys
 from pathlib import Path
@@ -34,6 +40,10 @@ def _fmt(value):
     return f"{value:g}".replace("+", "")
 
 
+# the strength of each method (its config key) at three values spaced by 10x, the middle one set
+SWEEPS = {"RRR": {"lamb": 1.0, "sweep": [0.1, 1.0, 10.0]}, "RRClarc": {"lamb": 1e4, "sweep": [1e3, 1e4, 1e5]},
+          "ISNet": {"A": 1.0, "sweep": [0.1, 1.0, 10.0]}}
+
 # P-ClArC shifts every position of a channel by the same amount: with max pooling the pooled
 # projection moves exactly, with mean pooling the whole map's mean does (usually gentler)
 PROJECTION_GRID = ([(layer, {"layer_name": layer}) for layer in ("features.6", "features.10", "features.14")]
@@ -55,18 +65,22 @@ GRID = {
                                                  "rrr_penalty": "share"}) for lamb in (1.0, 10.0)]
     # the heatmap of the model's own composite (z+ on convolutions) and the artifact relevance itself
     + [(f"unfrozen_composite_lamb{_fmt(lamb)}", {"freeze": False, "lamb": lamb, "rrr_explanation": "lrp_composite",
-                                                 "rrr_penalty": "positive_share"}) for lamb in (1.0, 2.0, 3.0, 10.0)],
+                                                 "rrr_penalty": "positive_share"}) for lamb in (1.0, 2.0, 3.0, 10.0)]
+    + [("unfrozen_composite_sweep", {"freeze": False, "rrr_explanation": "lrp_composite",
+                                     "rrr_penalty": "positive_share", **SWEEPS["RRR"]})],
     # RR-ClArC penalises the spatially averaged gradient, i.e. a uniform shift along v: a CAV of
     # mean-pooled activations describes exactly that shift
     "RRClarc": [(f"{layer}_lamb{_fmt(lamb)}", {"layer_name": layer, "lamb": lamb, "cav_mode": "cavs_mean"})
                 for layer, lambs in (("features.10", (1e3, 1e4, 1e5)),)
-                for lamb in lambs],
+                for lamb in lambs]
+    + [("features.10_sweep", {"layer_name": "features.10", "cav_mode": "cavs_mean", **SWEEPS["RRClarc"]})],
     "PClarc": PROJECTION_GRID,
     "ReactivePClarc": PROJECTION_GRID,
     "ISNet": [(variant, {"variant": variant, "freeze": False}) for variant in ("selective", "stochastic", "original")]
     # stronger heatmap loss: more weight on it (P) or on the background term (A)
     + [("selective_P0.9", {"variant": "selective", "freeze": False, "P": 0.9}),
-       ("selective_A4", {"variant": "selective", "freeze": False, "A": 4.0})],
+       ("selective_A4", {"variant": "selective", "freeze": False, "A": 4.0}),
+       ("selective_sweep", {"variant": "selective", "freeze": False, **SWEEPS["ISNet"]})],
 }
 
 

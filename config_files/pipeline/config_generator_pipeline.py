@@ -32,16 +32,17 @@ SHARED = set(BaseConfig.model_fields) - {"config_name", "ckpt_path", "output_dir
 # the pipeline trains (or loads) its own model and passes its checkpoint to every later step
 NOT_COPIED = {"ckpt_path", "output_dir", "config_name"}
 # keys every correction run of a pipeline shares (fine-tuning schedule, evaluation sample cap)
-COMMON_MITIGATION_KEYS = ("optimizer", "lr", "num_epochs", "milestones", "eval_max_samples")
+COMMON_MITIGATION_KEYS = ("optimizer", "lr", "num_epochs", "milestones", "eval_max_samples", "max_clean_drop")
 
 SYNTH_DERM = {
     "training": "training/synth_derm/tiny_vgg_adam_lr0.003.yaml",
     "audit": "revealing/synth_derm/tiny_vgg_default.yaml",
-    # one run per method of config_files/bias_mitigation_controlled/synth_derm/: the grid's best
-    # configuration of each (chosen on the validation split; see the mitigation README)
+    # one run per method of config_files/bias_mitigation_controlled/synth_derm/, each at the model's
+    # default layer; a method with a strength sweeps it (chosen on the validation split by the
+    # mitigation step; see the mitigation README)
     "mitigation_dir": "bias_mitigation_controlled/synth_derm",
-    "mitigation": ["Vanilla_features.10", "RRR_unfrozen_composite_lamb2", "RRClarc_features.10_lamb100000",
-                   "PClarc_features.10_mean", "ReactivePClarc_features.14_mean", "ISNet_selective"],
+    "mitigation": ["Vanilla_features.10", "RRR_unfrozen_composite_sweep", "RRClarc_features.10_sweep",
+                   "PClarc_features.10_mean", "ReactivePClarc_features.10_mean", "ISNet_selective_sweep"],
     "annotation": {"seed_from": "spray", "n_seeds": 5},
 }
 
@@ -51,10 +52,11 @@ SYNTH_ECG = {
     "audit": {"heatmap_size": None},
     "annotation": {"seed_from": "spray", "n_seeds": 5},
     "mitigation_common": {"optimizer": "adam", "lr": 0.0005, "num_epochs": 3, "milestones": [],
-                          "eval_max_samples": 200},
-    # no foreground masks for ECGs, hence no ISNet
-    "mitigation_runs": [{"method": "Vanilla"}, {"method": "RRR", "lamb": 100.0}, {"method": "PClarc"},
-                        {"method": "ReactivePClarc"}],
+                          "eval_max_samples": 200, "max_clean_drop": 0.03},
+    # the default mitigation of synth_derm at the model's default layer; no foreground masks for
+    # ECGs, hence no ISNet
+    "mitigation_from": "synth_derm",
+    "without": ("ISNet",),
 }
 
 IMAGE_FOLDER = {
@@ -99,10 +101,13 @@ def synth_derm():
 
 def synth_ecg():
     shared, training = _split(_read(SYNTH_ECG["training"]))
+    _, derm = synth_derm()
+    runs = [{k: v for k, v in run.items() if k != "layer_name"} for run in derm["mitigation"]
+            if run["method"] not in SYNTH_ECG["without"]]
     header = "The audit of the embedded 12-lead ECG data: the defective-lead shortcut of the LVH class"
     return header, {**shared, **SYNTH_ECG["shared"], "training": training, "audit": SYNTH_ECG["audit"],
                     "annotation": SYNTH_ECG["annotation"], "mitigation_common": SYNTH_ECG["mitigation_common"],
-                    "mitigation": SYNTH_ECG["mitigation_runs"]}
+                    "mitigation": runs}
 
 
 def image_folder():

@@ -82,6 +82,18 @@ def _fit(mask, layout):
     return mask
 
 
+def correction_splits(config):
+    """The data of a mitigation config. With ``source_masks: localization``, the localization step's
+    masks also stand in where an annotated artifact has no mask file, so that its clean/attacked
+    subsets can be pasted (:mod:`datasets.pasted_artifacts`)."""
+    from datasets import get_dataset_from_config
+
+    if config.source_masks != "localization":
+        return get_dataset_from_config(config)
+    localized = load_localization_masks(config)
+    return get_dataset_from_config(config, mask_provider=localized.get)
+
+
 def load_localization_masks(config):
     """Sample id -> bool mask from ``localization_dir`` (``index.json`` there or in ``<artifact>/``)."""
     directory = Path(config.localization_dir)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from datasets import DataSplits, get_dataset_from_config
+from datasets import DataSplits
 from model_training.corrections.base import CorrectionContext, get_correction_method
-from model_training.corrections.data import MaskedTrainingSet, load_localization_masks
+from model_training.corrections.data import MaskedTrainingSet, correction_splits, load_localization_masks
 from model_training.corrections.layers import freeze_up_to
 from model_training.corrections.loading import load_corrected_model
 from model_training.corrections.selection import CleanBudget, SubsetValidation, accuracies
@@ -75,7 +75,7 @@ def run_correction(config, overwrite=False, resume=False):
     context = get_context(config.device)
     device = training_device(context, config.device)
     torch.manual_seed(training_seed(config))
-    splits = get_dataset_from_config(config)
+    splits = correction_splits(config)
     in_channels = splits.train.load_raw(0).shape[0]
     from_scratch = config.method == "ISNet" and config.from_scratch
     model = get_model(config.model_name, splits.n_classes, ckpt_path=None if from_scratch else config.ckpt_path,

@@ -316,3 +316,32 @@ def test_a_correction_at_strength_zero_is_vanilla_fine_tuning(tiny, tmp_path, me
     for key in [k for k in one_vanilla if "running" in k]:
         assert torch.allclose(strong[key].double(), one_vanilla[key].double(), rtol=1e-6, atol=1e-7), key
     assert any(not torch.allclose(strong[k], one_vanilla[k]) for k in trained)  # the penalty does act
+
+
+def test_localization_masks_stand_in_for_missing_masks_when_pasting(tmp_path):
+    """An annotated artifact without mask files gets its clean/attacked subsets from the localization
+    step's masks (source_masks: localization); without them, only the data as it is."""
+    from model_training.corrections.data import correction_splits
+    from tests.datasets.fixture_trees import image_folder_tree
+    from utils.bias.localization import write_mask
+    from utils.io import write_json
+
+    root = image_folder_tree(tmp_path / "images")
+    for mask in (root / "masks" / "ruler").iterdir():
+        mask.unlink()
+    folder = tmp_path / "localization" / "ruler"
+    strip = torch.zeros(16, 16, dtype=torch.bool)
+    strip[:3] = True
+    write_mask(folder / "masks" / "img_00.png", strip)
+    write_json(folder / "index.json", {"artifact": "ruler", "split": "train",
+                                       "samples": {"img_00.png": {"mask": "masks/img_00.png"}}})
+    common = {"dataset_name": "image_folder", "data_paths": [str(root)], "img_size": 16, "model_name": "tiny_vgg",
+              "artifact": "ruler", "ckpt_path": "unused.pt", "config_name": "loc", "method": "RRR"}
+    with pytest.warns(UserWarning, match="no training sample annotated with it has a mask"):
+        assert correction_splits(MitigationConfig(**common)).test.target is None
+    splits = correction_splits(MitigationConfig(**common, source_masks="localization",
+                                                localization_dir=str(tmp_path / "localization")))
+    attacked = splits.test.with_mode("attacked")
+    assert attacked.target == "ruler"
+    pasted = [attacked.get_mask(i, "ruler") for i in np.flatnonzero(~attacked.carries)]
+    assert pasted and all(int(m.sum()) == 3 * 16 for m in pasted)  # the localized strip, flipped or moved

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import torch
 
-from datasets import get_dataset_from_config
 from datasets.pasted_artifacts import PastedArtifactDataset
 from utils.bias.cav import CAV
+from model_training.corrections.data import correction_splits
 from models import layer_for_config
 from utils.config import save_resolved_config
 from utils.device import resolve_device
@@ -34,10 +34,11 @@ _SPLITS = {}  # the data of the last config evaluated in this process: comparing
 
 def _setup(config):
     device = resolve_device(config.device)
-    key = json.dumps({**_data_key(config), "data_paths": config.data_paths}, sort_keys=True, default=str)
+    key = json.dumps({**_data_key(config), "data_paths": config.data_paths, "source_masks": config.source_masks,
+                      "localization_dir": config.localization_dir}, sort_keys=True, default=str)
     if key not in _SPLITS:
         _SPLITS.clear()
-        _SPLITS[key] = get_dataset_from_config(config)
+        _SPLITS[key] = correction_splits(config)
     return device, _SPLITS[key]
 
 

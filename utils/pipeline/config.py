@@ -4,6 +4,8 @@ Each section is validated by that step's own schema after the shared keys are me
 pipeline config can say anything a single step's config can, and errors name the section
 (e.g. ``'training.lr'``).
 """
+import hashlib
+import json
 from typing import Any
 
 import pydantic
@@ -57,10 +59,17 @@ class PipelineConfig(BaseConfig):
     def audit_config(self, ckpt_path) -> AuditConfig:
         return self.step_config(AuditConfig, "audit", self.audit, self.config_name, ckpt_path=str(ckpt_path))
 
-    def mitigation_configs(self, ckpt_path) -> list[MitigationConfig]:
+    def mitigation_configs(self, ckpt_path, localization_dir=None) -> list[MitigationConfig]:
+        """One config per configured correction; the name carries a hash of its settings, so a changed
+        lambda gets a fresh run while unchanged corrections are reused. ``localization_dir``: the
+        localization step's masks, for runs with ``source_masks: localization``."""
         configs = []
         for i, run in enumerate(self.mitigation):
-            name = run.get("config_name") or f"{self.config_name}_{run.get('method', 'run')}_{i}"
-            configs.append(self.step_config(MitigationConfig, f"mitigation.{i}", {**self.mitigation_common, **run},
-                                            name, ckpt_path=str(ckpt_path)))
+            settings = {**self.mitigation_common, **run}
+            if settings.get("source_masks") == "localization" and "localization_dir" not in settings:
+                settings["localization_dir"] = localization_dir
+            digest = hashlib.sha256(json.dumps({**self.shared(), **settings}, sort_keys=True,
+                                               default=str).encode()).hexdigest()[:8]
+            name = f"{self.config_name}_{settings.get('method', 'run')}_{digest}"
+            configs.append(self.step_config(MitigationConfig, f"mitigation.{i}", settings, name, ckpt_path=str(ckpt_path)))
         return configs

@@ -307,26 +307,12 @@ def localize_step(ctx):
 
 # --- 8. mitigation and re-evaluation --------------------------------------------------------------
 def mitigation_configs(ctx):
-    """One config per configured correction; the name carries a hash of its settings, so a changed
-    lambda gets a fresh run while unchanged corrections are reused."""
-    import hashlib
-    import json
-
-    if "mitigation_configs" in ctx.cache:
-        return ctx.cache["mitigation_configs"]
-    configs = []
-    for i, run in enumerate(ctx.config.mitigation):
-        settings = {**ctx.config.mitigation_common, **run}
-        if settings.get("source_masks") == "localization" and "localization_dir" not in settings:
-            settings["localization_dir"] = ctx.results["localize"]["localization_dir"]
-        digest = hashlib.sha256(json.dumps({**ctx.config.shared(), **settings}, sort_keys=True,
-                                           default=str).encode()).hexdigest()[:8]
-        name = f"{ctx.config.config_name}_{settings.get('method', 'run')}_{digest}"
-        configs.append(ctx.config.step_config(
-            __import__("utils.config.mitigation", fromlist=["MitigationConfig"]).MitigationConfig,
-            f"mitigation.{i}", settings, name, ckpt_path=ctx.results["train"]["ckpt_path"]))
-    ctx.cache["mitigation_configs"] = configs
-    return configs
+    """One config per configured correction (see :meth:`PipelineConfig.mitigation_configs`)."""
+    if "mitigation_configs" not in ctx.cache:
+        localization_dir = ctx.results["localize"]["localization_dir"] if "localize" in ctx.results else None
+        ctx.cache["mitigation_configs"] = ctx.config.mitigation_configs(ctx.results["train"]["ckpt_path"],
+                                                                       localization_dir)
+    return ctx.cache["mitigation_configs"]
 
 
 def _mitigation_inputs(ctx):
