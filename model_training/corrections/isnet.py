@@ -115,7 +115,6 @@ VARIANTS = {"original": _original, "selective": _selective, "stochastic": _stoch
 class ISNet(Correction):
     strength = "A"  # the weight of the background-relevance loss
     grad_clip = 1.0
-    freeze_batchnorm_statistics = True  # when fine-tuning a trained model (see run.batchnorm_kept_in_eval)
 
     @classmethod
     def label(cls, config):

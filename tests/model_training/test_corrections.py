@@ -249,18 +249,16 @@ def test_masks_from_localization_output(tiny, tmp_path):
     assert len(load_localization_masks(config)) == 3
 
 
-def test_isnet_fine_tuning_keeps_batchnorm_statistics(tiny, tmp_path):
+def test_fine_tuning_keeps_batchnorm_statistics(tiny, tmp_path):
     from model_training.corrections.run import batchnorm_kept_in_eval
 
     splits, ckpt = tiny
     model = get_model("tiny_vgg", splits.n_classes, img_size=32)
-    isnet = _config(tmp_path, ckpt, method="ISNet")
-    kept = batchnorm_kept_in_eval(isnet, model, get_correction_method("ISNet")(isnet))
-    assert len(kept) == 4 and all(isinstance(m, torch.nn.BatchNorm2d) for m in kept)
-    rrr = _config(tmp_path, ckpt, method="RRR")
-    assert batchnorm_kept_in_eval(rrr, model, get_correction_method("RRR")(rrr)) == []
-    scratch = _config(tmp_path, ckpt, method="ISNet", from_scratch=True)
-    assert batchnorm_kept_in_eval(scratch, model, get_correction_method("ISNet")(scratch)) == []
+    for method in ("ISNet", "RRR", "Vanilla"):  # auto: a trained model keeps its statistics
+        kept = batchnorm_kept_in_eval(_config(tmp_path, ckpt, method=method), model)
+        assert len(kept) == 4 and all(isinstance(m, torch.nn.BatchNorm2d) for m in kept)
+    assert batchnorm_kept_in_eval(_config(tmp_path, ckpt, method="ISNet", from_scratch=True), model, True) == []
+    assert batchnorm_kept_in_eval(_config(tmp_path, ckpt, method="RRR", batchnorm_statistics="train"), model) == []
 
 
 def test_rrr_on_the_composite_heatmap_names_the_obstacle_for_models_the_fast_backend_cannot_explain():

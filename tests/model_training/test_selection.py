@@ -45,7 +45,7 @@ def test_best_is_never_degraded_or_collapsed():
 
 
 def test_a_collapsed_candidate_reports_no_improvement():
-    seeds = [{"val_clean": 0.5, "val_attacked": 0.5, "clean": c, "attacked": 0.5, "ch": 0.5, "gap_closed": 0.99,
+    seeds = [{"epochs": 3.0, "val_clean": 0.5, "val_attacked": 0.5, "clean": c, "attacked": 0.5, "ch": 0.5, "gap_closed": 0.99,
               "clean_change": c - 0.88, "artifact_relevance": 0.0, "ar_excess": -0.1, "tcav": 0.5,
               "tcav_sensitivity": 0.0, "tcav_refit": 0.5, "seconds": 1.0, "p_clean": p, "p_attacked": p,
               "p_auroc": p, "status": s} for c, p, s in ((0.50, 1e-9, "collapsed"), (0.86, 0.2, "ok"))]

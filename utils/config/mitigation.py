@@ -24,6 +24,9 @@ class MitigationConfig(TrainingConfig):
     sweep: list[float] | None = Field(None, min_length=1, description="values of the method's strength (lamb for RRR "
                                       "and RRClarc, A for ISNet) to try; the one the selection rule prefers on the "
                                       "validation split is reported. None: the configured value only")
+    sweep_epochs: int | None = Field(None, ge=1, description="with a sweep: epochs every strength is trained before "
+                                     "one is chosen on validation; the chosen one then continues to num_epochs. None: "
+                                     "every strength trains num_epochs")
     seeds: list[int] | None = Field(None, min_length=1, description="training seeds (train_seed) each run is repeated "
                                     "with; results are reported as mean ± sd. None: one run (train_seed)")
 
@@ -77,7 +80,7 @@ class MitigationConfig(TrainingConfig):
     from_scratch: bool = Field(False, description="ISNet: train a fresh model instead of correcting ckpt_path")
     batchnorm_statistics: Literal["auto", "train", "frozen"] = Field(
         "auto", description="BatchNorm running statistics while correcting: updated (train), kept (frozen), or "
-        "auto = frozen for ISNet fine-tuning, train otherwise")
+        "auto = frozen when a trained model is fine-tuned, train for ISNet from scratch")
     grad_clip: float | None = Field(None, gt=0, description="gradient-norm clipping (ISNet default 1.0)")
 
     # --- re-evaluation ----------------------------------------------------------------------
@@ -105,6 +108,8 @@ class MitigationConfig(TrainingConfig):
             if get_correction_method(self.method).strength is None:
                 raise ValueError(f"sweep: method {self.method} has no strength to sweep (training-free or plain "
                                  "fine-tuning); remove 'sweep'")
+        if self.sweep_epochs is not None and self.sweep is not None and self.sweep_epochs > self.num_epochs:
+            raise ValueError(f"sweep_epochs: at most num_epochs ({self.num_epochs}), got {self.sweep_epochs}")
         if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: each seed once, got {self.seeds}")
         if not self.ckpt_path and not (self.method == "ISNet" and self.from_scratch):

@@ -2,9 +2,10 @@
 
 A configured correction is a set of runs (each value of its ``sweep`` times each of its ``seeds``,
 :mod:`model_training.corrections.runs`). A *candidate* is one configuration at one strength; its row
-gives test numbers as mean ± sd over its seeds. Per method, the candidate kept is the one the
-selection rule of :mod:`model_training.corrections.selection` prefers on the *validation* split
-(mean over seeds): the best validation attacked accuracy within the clean budget.
+gives test numbers as mean ± sd over its seeds. The selection rule of
+:mod:`model_training.corrections.selection` (the best validation attacked accuracy within the clean
+budget, on the mean over seeds) first keeps one strength of each swept configuration, then one
+candidate per method among the configurations of a grid.
 
 What a row says besides accuracy:
 
@@ -29,7 +30,7 @@ import numpy as np
 
 from model_training.corrections.base import get_correction_method
 from model_training.corrections.run import corrected_checkpoint_path, mitigation_dir
-from model_training.corrections.runs import candidates, strength_key
+from model_training.corrections.runs import candidates, chosen_strength, epochs_trained, strength_key
 from model_training.corrections.selection import CleanBudget, choose, clean_subset, target_subset, worst
 from models import layer_for_config
 from utils.evaluation.stats import mean_sd
@@ -38,11 +39,11 @@ from utils.paths import step_dir
 from utils.table import markdown_table
 
 SIGNIFICANCE = 0.05
-MEASURED = ("val_clean", "val_attacked", "clean", "attacked", "ch", "gap_closed", "clean_change", "artifact_relevance",
+MEASURED = ("epochs", "val_clean", "val_attacked", "clean", "attacked", "ch", "gap_closed", "clean_change", "artifact_relevance",
             "ar_excess", "tcav", "tcav_sensitivity", "tcav_refit", "seconds")
 P_VALUES = ("p_clean", "p_attacked", "p_auroc")
 NOT_FOR_COLLAPSED = ("gap_closed", "artifact_relevance", "ar_excess", "tcav", "tcav_sensitivity", "tcav_refit")
-COLUMNS = ["method", "config", "layer", "strength", "seeds", "status", "val_clean", "val_attacked", "clean", "attacked",
+COLUMNS = ["method", "config", "layer", "strength", "seeds", "epochs", "status", "val_clean", "val_attacked", "clean", "attacked",
            "ch", "gap_closed", "clean_change", "p_clean", "p_attacked", "p_auroc", "artifact_relevance", "ar_excess",
            "tcav", "tcav_refit", "seconds"]
 BEST_RULE = ("the correction (Vanilla excluded) with the highest validation attacked accuracy among those whose "
@@ -99,7 +100,8 @@ def run_values(run, max_clean_drop):
     if original:
         statuses.append(CleanBudget.from_original(original, max_clean_drop).status(clean))
     val = selection.get("val", {})
-    return {"val_clean": val.get("clean", val.get("ch", float("nan"))),
+    return {"epochs": float(epochs_trained(run["mitigation"])),
+            "val_clean": val.get("clean", val.get("ch", float("nan"))),
             "val_attacked": val.get(target_subset(val), float("nan")) if val else float("nan"),
             "clean": clean, "attacked": attacked, "ch": _accuracy(test, "ch"),
             "gap_closed": ((attacked - clean) - (orig_attacked - orig_clean)) / gap if gap > 0 else float("nan"),
@@ -179,9 +181,11 @@ class Comparison:
         self.chosen = self._choose(max_clean_drop)
 
     def _choose(self, max_clean_drop):
+        # a swept configuration keeps its chosen strength; then one candidate per method
+        kept = [c for c in self.candidates if not c[0].sweep or c[1] == chosen_strength(c[0])]
         chosen = {}
-        for method in dict.fromkeys(row["method"] for *_, row in self.candidates):
-            group = [c for c in self.candidates if c[3]["method"] == method]
+        for method in dict.fromkeys(row["method"] for *_, row in kept):
+            group = [c for c in kept if c[3]["method"] == method]
             config = group[0][0]
             drop = config.max_clean_drop if max_clean_drop is None else max_clean_drop
             reference = self.original or {}
@@ -193,12 +197,8 @@ class Comparison:
 
     @staticmethod
     def _majority(group):
-        try:
-            run = collect(group[0][2][0])
-            val = run["mitigation"]["selection"]
-            return val.get("majority_rate", float("nan"))
-        except (KeyError, TypeError):
-            return float("nan")
+        run = collect(group[0][2][0])
+        return run["mitigation"].get("selection", {}).get("majority_rate", float("nan")) if run else float("nan")
 
     def rows(self):
         """The original model's row, then the chosen candidate of each method."""
@@ -238,7 +238,7 @@ def _cell(row, key):
         if not np.isfinite(value):
             return "—"
         sd = row.get(f"{key}_sd", float("nan"))
-        digits = 1 if key == "seconds" else 3
+        digits = {"seconds": 1, "epochs": 0}.get(key, 3)
         return f"{value:.{digits}f} ± {sd:.{digits}f}" if np.isfinite(sd) else f"{value:.{digits}f}"
     return str(value)
 

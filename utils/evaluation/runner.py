@@ -1,30 +1,38 @@
 """Run every correction a comparison needs and the evaluations it reports (used by
-``compare_methods --run`` and by the pipeline's mitigation and re-evaluation steps).
+``compare_methods --run``, by the pipeline's mitigation and re-evaluation steps and by the
+mitigation benchmark).
 
-Every run (each strength of a sweep, each seed) is corrected and its accuracy by subset evaluated,
-with the paired tests against the original; artifact relevance, TCAV and the heatmap figure, which
-cost more, are measured for the candidates the selection rule keeps (``everything`` measures them
-for every run). Finished runs and evaluations are reused.
+Every run (each strength of a sweep, each seed; :func:`model_training.corrections.runs.correct`) is
+corrected and its accuracy by subset evaluated, with the paired tests against the original;
+artifact relevance, TCAV and the heatmap figure, which cost more, are measured for the candidates
+the selection rule keeps (``everything`` measures them for every run). Finished runs and
+evaluations are reused; the evaluations of a run trained anew are redone.
 """
-from model_training.corrections.run import corrected_checkpoint_path, run_correction
-from model_training.corrections.runs import expand
+from model_training.corrections import runs as correction_runs
 from utils.evaluation import steps
-from utils.evaluation.compare import Comparison, missing_evaluations
+from utils.evaluation.compare import EVALUATIONS, Comparison, evaluation_dir, missing_evaluations
 
 STEPS = {"subsets.json": steps.evaluate_by_subset, "artifact_relevance.json": steps.compute_artifact_relevance,
          "tcav.json": steps.measure_tcav, "heatmaps.png": steps.plot_heatmaps}
 
 
+def correct_all(configs, log=print):
+    """Train whatever the configs still need; stale evaluations of runs trained anew are removed."""
+    for i, config in enumerate(configs):
+        log(f"[{i + 1}/{len(configs)}] {config.config_name}")
+        for run in correction_runs.correct(config, log=log):
+            for name in EVALUATIONS:
+                (evaluation_dir(run) / name).unlink(missing_ok=True)
+
+
 def correct_and_evaluate(configs, everything=False, max_clean_drop=None, log=print) -> Comparison:
-    runs = [run for config in configs for run in expand(config)]
-    for i, run in enumerate(runs):
-        log(f"[{i + 1}/{len(runs)}] {run.config_name}")
-        if not corrected_checkpoint_path(run).is_file():
-            run_correction(run)
+    correct_all(configs, log)
+    every_run = [run for config in configs for run in correction_runs.expand(config)]
+    for run in every_run:
         for name in missing_evaluations(run, everything=False):
             STEPS[name](run)
     comparison = Comparison(configs, max_clean_drop)
-    for run in runs if everything else comparison.chosen_runs():
+    for run in every_run if everything else comparison.chosen_runs():
         for name in missing_evaluations(run, everything=True):
             STEPS[name](run)
     return Comparison(configs, max_clean_drop)

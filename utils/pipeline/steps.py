@@ -323,28 +323,28 @@ def _mitigation_inputs(ctx):
 def mitigate_step(ctx):
     import shutil
 
-    from model_training.corrections.run import corrected_checkpoint_path, mitigation_dir, run_correction
-    from model_training.corrections.runs import expand, strength_key
+    from model_training.corrections.runs import expand, run_metrics, strength_key
     from model_training.corrections.selection import CRITERION
-    from utils.io import read_json
+    from utils.evaluation.runner import correct_all
 
     folder = ctx.root / "configs" / "mitigation"
     shutil.rmtree(folder, ignore_errors=True)  # only this pipeline's own generated configs live here
-    rows = []
-    for config in mitigation_configs(ctx):
+    configs = mitigation_configs(ctx)
+    for config in configs:
         _config_file(ctx, f"mitigation/{config.config_name}", config)
-        for run in expand(config):
-            if not corrected_checkpoint_path(run).is_file():
-                run_correction(run)
-            selection = read_json(mitigation_dir(run, create=False) / "metrics.json").get("selection", {})
-            key = strength_key(run)
-            rows.append({"method": run.method, "run": run.config_name, "layer": run.layer_name,
-                         "strength": f"{key}={getattr(run, key):g}" if key else "-",
-                         "seed": run.train_seed if run.train_seed is not None else run.seed,
-                         "epoch kept": selection.get("epoch") or "-", "validation status": selection.get("status", "-")})
+    correct_all(configs, log=lambda *_: None)
+    rows = []
+    for run in (run for config in configs for run in expand(config)):
+        metrics, key = run_metrics(run), strength_key(run)
+        rows.append({"method": run.method, "run": run.config_name, "layer": run.layer_name,
+                     "strength": f"{key}={getattr(run, key):g}" if key else "-",
+                     "seed": run.train_seed if run.train_seed is not None else run.seed,
+                     "epochs": len(metrics["history"]), "epoch kept": metrics["selection"]["epoch"] or "-",
+                     "validation status": metrics["selection"]["status"]})
     text = ["Each configured method corrects the original model; training-free methods (P-ClArC, rP-ClArC) add a "
-            "projection at the layer. A method with a sweep is run at each strength, each run with every seed; "
-            "a run keeps the epoch the selection rule prefers on the validation split (" + CRITERION + ")."]
+            "projection at the layer. A method with a sweep is run at each strength (with sweep_epochs: that many "
+            "epochs first, then the chosen strength continues), each run with every seed; a run keeps the epoch "
+            "the selection rule prefers on the validation split (" + CRITERION + ")."]
     return {"text": text, "config_dir": str(folder), "tables": {"Correction runs": rows}, "figures": {},
             "metrics": {"runs": rows}}
 

@@ -1,0 +1,34 @@
+"""The mitigation benchmark runs end to end on a tiny setting: every method of the pipeline's
+default mitigation, each seed, one row per method with its verdict (numbers are printed, not
+asserted: they take hours at full size)."""
+import json
+
+import pytest
+
+from experiments.benchmarks import mitigation
+from tests.experiments.test_pipeline import REDUCED
+
+
+def test_benchmark_reports_every_method_with_mean_sd_and_status(tmp_path, monkeypatch):
+    tiny = {**{k: v for k, v in REDUCED.items() if k not in ("audit", "annotation")},
+            "mitigation_common": {"num_epochs": 2, "lr": 0.001, "eval_max_samples": 6},
+            "mitigation": [{"method": "Vanilla"}, {"method": "PClarc"},
+                           {"method": "RRR", "lamb": 1.0, "sweep": [1.0, 10.0], "sweep_epochs": 1}]}
+    monkeypatch.setattr(mitigation, "SETTINGS", {"tiny": lambda out: tiny})
+    results = mitigation.main(["--settings", "tiny", "--seeds", "0", "1", "--output_dir", str(tmp_path)])
+    rows = results["tiny"]["rows"]
+    assert [row["method"] for row in rows] == ["original", "Vanilla", "PClarc", "RRR"]
+    rrr = rows[-1]
+    assert rrr["seeds"] == 2 and rrr["strength"] in ("lamb=1", "lamb=10") and rrr["epochs"] == 2
+    assert rrr["status"] in ("ok", "degraded", "collapsed")
+    saved = json.loads((tmp_path / "benchmark.json").read_text())
+    assert saved["seeds"] == [0, 1] and "tiny" in saved["settings"]
+    table = (tmp_path / "benchmark.md").read_text()
+    assert " ± " in table and "gap_closed" in table and "clean_change" in table
+
+
+def test_unknown_setting_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        mitigation.main(["--settings", "nope", "--output_dir", str(tmp_path)])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("--settings: unknown nope; valid: synth_derm_band_aid")
