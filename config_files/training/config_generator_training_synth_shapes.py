@@ -4,13 +4,12 @@ Run ``python config_files/training/config_generator_training_synth_shapes.py``: 
 model / optimizer / learning-rate combination is written into ``synth_shapes/`` beside this script.
 Only those files are (re)written; nothing else is deleted.
 """
-import itertools
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
 
-from utils.io import write_yaml  # noqa: E402
+from config_files.training.grid import write_grid  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent / "synth_shapes"
 
@@ -31,13 +30,7 @@ GRID = {
 
 
 def main():
-    written = []
-    for values in itertools.product(*GRID.values()):
-        config = {**BASE, **dict(zip(GRID, values))}
-        name = f"{config['model_name']}_{config['optimizer']}_lr{config['lr']}"
-        write_yaml(OUT_DIR / f"{name}.yaml", config)
-        written.append(name)
-    print(f"wrote {len(written)} configs to {OUT_DIR}: {', '.join(written)}")
+    return write_grid(OUT_DIR, BASE, GRID)
 
 
 if __name__ == "__main__":
