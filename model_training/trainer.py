@@ -61,8 +61,7 @@ def training_seed(config) -> int:
 class Validation:
     """What the Trainer measures on the validation split after an epoch, and which epoch is best.
 
-    ``__call__(model, split, config, device)`` returns the values added to the epoch's row (at least
-    ``val_accuracy``) and a sort key: the epoch with the largest key is kept as ``best.pt``. This
+    ``__call__(model, split, config, device)`` returns the values added to the epoch's row and a sort key: the epoch with the largest key is kept as ``best.pt``. This
     default keeps the highest validation accuracy.
     """
 

@@ -32,7 +32,8 @@ SHARED = set(BaseConfig.model_fields) - {"config_name", "ckpt_path", "output_dir
 # the pipeline trains (or loads) its own model and passes its checkpoint to every later step
 NOT_COPIED = {"ckpt_path", "output_dir", "config_name"}
 # keys every correction run of a pipeline shares (fine-tuning schedule, evaluation sample cap)
-COMMON_MITIGATION_KEYS = ("optimizer", "lr", "num_epochs", "milestones", "eval_max_samples", "max_clean_drop")
+COMMON_MITIGATION_KEYS = ("optimizer", "lr", "num_epochs", "milestones", "eval_max_samples", "eval_splits",
+                          "max_clean_drop")
 
 SYNTH_DERM = {
     "training": "training/synth_derm/tiny_vgg_adam_lr0.003.yaml",
@@ -51,8 +52,8 @@ SYNTH_ECG = {
     "shared": {"artifact": "defective_lead"},
     "audit": {"heatmap_size": None},
     "annotation": {"seed_from": "spray", "n_seeds": 5},
-    "mitigation_common": {"optimizer": "adam", "lr": 0.0005, "num_epochs": 3, "milestones": [],
-                          "eval_max_samples": 200, "max_clean_drop": 0.03},
+    "mitigation_common": {"optimizer": "adam", "lr": 0.0005, "num_epochs": 2, "milestones": [],
+                          "eval_max_samples": 200, "eval_splits": ["test"], "max_clean_drop": 0.03},
     # the default mitigation of synth_derm at the model's default layer; no foreground masks for
     # ECGs, hence no ISNet
     "mitigation_from": "synth_derm",

@@ -69,6 +69,17 @@ def batchnorm_kept_in_eval(config, model, from_scratch=False):
     return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
 
 
+def original_validation(config, model, splits, device):
+    """The original model's metrics on the validation subsets (cached per checkpoint: every correction
+    of one model shares them); an untrained model's (ISNet from scratch) are computed."""
+    evaluate = lambda: evaluate_subsets(model, splits.val, config.batch_size, device, config.num_workers)  # noqa: E731
+    if config.method == "ISNet" and config.from_scratch:
+        return evaluate()
+    from utils.evaluation.models import cached_original, data_key
+
+    return cached_original(config, "val_subsets", {"data": data_key(config, splits)}, evaluate)
+
+
 def run_correction(config, overwrite=False, resume=False):
     """Correct ``config.ckpt_path``'s model with ``config.method``; returns (out_dir, metrics)."""
     out_dir = mitigation_dir(config)
@@ -86,8 +97,7 @@ def run_correction(config, overwrite=False, resume=False):
     model = get_model(config.model_name, splits.n_classes, ckpt_path=None if from_scratch else config.ckpt_path,
                       img_size=config.img_size, in_channels=in_channels).to(device)
     # the clean budget: the original model on the validation split, before anything is attached to it
-    reference = evaluate_subsets(model, splits.val, config.batch_size, device, config.num_workers) \
-        if context.is_main else None
+    reference = original_validation(config, model, splits, device) if context.is_main else None
     budget = CleanBudget.from_original(context.broadcast_object(reference), config.max_clean_drop)
     if from_scratch:  # no original model: only a collapse can be judged
         budget = CleanBudget(float("nan"), config.max_clean_drop, budget.majority_rate)
@@ -130,8 +140,8 @@ def run_correction(config, overwrite=False, resume=False):
                     original_ckpt=config.ckpt_path, epoch=epoch)
     # evaluate the model as every later step will see it: reloaded from its checkpoint
     corrected = load_corrected_model(target, device)
+    # the mitigation step decides on validation only; test numbers come from the evaluation steps
     val = evaluate_subsets(corrected, splits.val, config.batch_size, device, config.num_workers)
-    test = evaluate_subsets(corrected, splits.test, config.batch_size, device, config.num_workers)
     verdict = budget.judge(val)
     selection = {"status": verdict["status"], "epoch": epoch,
                  "criterion": SubsetValidation.criterion if method.trains else "training-free: the one model",
@@ -142,6 +152,6 @@ def run_correction(config, overwrite=False, resume=False):
               f"against the original's {budget.reference_clean:.3f} (max_clean_drop {config.max_clean_drop}, "
               f"majority-class rate {budget.majority_rate:.3f})")
     metrics = {"method": config.method, "correction_seconds": seconds, "frozen_modules": len(frozen),
-               "selection": selection, "val": val, "test": test, "history": history}
+               "selection": selection, "val": val, "history": history}
     write_json(out_dir / "metrics.json", metrics)
     return out_dir, metrics

@@ -94,4 +94,4 @@ def test_a_correction_beyond_the_budget_says_so(trained, tmp_path, lamb, lr):
     if selection["val"]["clean"] < budget.reference_clean - budget.max_clean_drop:
         assert selection["status"] in ("degraded", "collapsed")
     if lamb > 0:  # the destructive strength really is destructive, and says so
-        assert selection["status"] == "collapsed" and all(row["val_status"] != "ok" for row in history)
+        assert selection["status"] in ("degraded", "collapsed") and all(row["val_status"] != "ok" for row in history)

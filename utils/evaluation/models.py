@@ -37,6 +37,18 @@ def lrp_backend_for(model, configured):
     return configured
 
 
+def data_key(config, splits=None):
+    """What identifies a config's data for the caches of the original model's results."""
+    from datasets.pasted_artifacts import PastedArtifactDataset
+
+    key = {k: getattr(config, k) for k in ("dataset_name", "img_size", "dataset_options", "artifacts", "artifact_type",
+                                           "attacked_classes", "p_artifact", "artifact", "seed")}
+    if splits is not None and isinstance(splits.test, PastedArtifactDataset):
+        # an annotated artifact's subsets are pasted: results cached when it had none (only 'ch') are stale
+        key["subsets"] = "pasted"
+    return key
+
+
 def cached_original(config, step, settings, compute):
     """``compute()`` for the original model, cached on disk by checkpoint identity and ``settings``."""
     ckpt = Path(config.ckpt_path)

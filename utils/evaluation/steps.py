@@ -7,13 +7,12 @@ import json
 import numpy as np
 import torch
 
-from datasets.pasted_artifacts import PastedArtifactDataset
 from utils.bias.cav import CAV
 from model_training.corrections.data import correction_splits
 from models import layer_for_config
 from utils.config import save_resolved_config
 from utils.device import resolve_device
-from utils.evaluation.models import cached_original, load_corrected, load_original, lrp_backend_for
+from utils.evaluation.models import cached_original, data_key, load_corrected, load_original, lrp_backend_for
 from utils.evaluation.relevance import artifact_relevance, artifact_samples
 from utils.evaluation.tcav import biased_class, directional_derivatives, refit_cav, tcav_scores
 from utils.evaluation.stats import paired_tests
@@ -34,7 +33,7 @@ _SPLITS = {}  # the data of the last config evaluated in this process: comparing
 
 def _setup(config):
     device = resolve_device(config.device)
-    key = json.dumps({**_data_key(config), "data_paths": config.data_paths, "source_masks": config.source_masks,
+    key = json.dumps({**data_key(config), "data_paths": config.data_paths, "source_masks": config.source_masks,
                       "localization_dir": config.localization_dir}, sort_keys=True, default=str)
     if key not in _SPLITS:
         _SPLITS.clear()
@@ -58,7 +57,7 @@ def evaluate_by_subset(config):
     predictions = {"corrected": run(load_corrected(config, device))}
     if config.ckpt_path:
         predictions["original"] = cached_original(
-            config, "predictions", {"splits": config.eval_splits, "seed": config.seed, "data": _data_key(config, splits)},
+            config, "predictions", {"splits": config.eval_splits, "seed": config.seed, "data": data_key(config, splits)},
             lambda: run(load_original(config, device)))
     names = splits.train.class_names
     results = {model: {split: {mode: classification_metrics(p["logits"], p["labels"], names) for mode, p in by_mode.items()}
@@ -113,7 +112,7 @@ def compute_artifact_relevance(config):
         results["original"] = cached_original(
             config, "artifact_relevance", {"artifact": config.artifact, "n": len(indices), "dilation": config.mask_dilation,
                                            "without_artifact": "clean",
-                                           "backend": config.lrp_backend, "data": _data_key(config, splits)},
+                                           "backend": config.lrp_backend, "data": data_key(config, splits)},
             lambda: run(load_original(config, device)))
     write_json(evaluation_dir(config) / "artifact_relevance.json", results)
     return results
@@ -132,7 +131,7 @@ def measure_tcav(config):
     if original is not None:  # the original model's CAV is the same for every correction of it: cached
         cav_original = CAV.from_dict(cached_original(
             config, "cav", {"layer": layer, "cav_type": config.cav_type, "cav_mode": config.cav_mode, "scope": config.cav_scope,
-                            "data": _data_key(config)},
+                            "data": data_key(config)},
             lambda: refit_cav(original, train, labels, layer, config.cav_type, config.cav_mode, config.batch_size,
                               device, config.cav_scope).to_dict()))
     else:
@@ -188,12 +187,3 @@ def plot_heatmaps(config):
     path = evaluation_dir(config) / "heatmaps.png"
     heatmap_comparison(images, maps, titles, path, f"{config.method}: {config.config_name}")
     return path
-
-
-def _data_key(config, splits=None):
-    key = {k: getattr(config, k) for k in ("dataset_name", "img_size", "dataset_options", "artifacts", "artifact_type",
-                                           "attacked_classes", "p_artifact", "artifact", "seed")}
-    if splits is not None and isinstance(splits.test, PastedArtifactDataset):
-        # an annotated artifact's subsets are pasted: results cached when it had none (only 'ch') are stale
-        key["subsets"] = "pasted"
-    return key
