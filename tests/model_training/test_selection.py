@@ -95,3 +95,14 @@ def test_a_correction_beyond_the_budget_says_so(trained, tmp_path, lamb, lr):
         assert selection["status"] in ("degraded", "collapsed")
     if lamb > 0:  # the destructive strength really is destructive, and says so
         assert selection["status"] in ("degraded", "collapsed") and all(row["val_status"] != "ok" for row in history)
+
+
+def test_the_report_names_the_significant_differences():
+    from utils.evaluation.compare import significance
+
+    rows = [_row("original", "-", 0.68), _row("Vanilla", "ok", 0.70, p_attacked=0.4, p_attacked_significant=0,
+                                               p_clean=0.9, p_clean_significant=0, seeds=3),
+            _row("RRR", "ok", 0.85, p_attacked=1e-6, p_attacked_significant=3, p_clean=0.03, p_clean_significant=2, seeds=3)]
+    attacked, clean = significance(rows)
+    assert attacked.endswith("for: RRR; not for: Vanilla.")  # 3 of 3 seeds
+    assert clean.endswith("for: none; not for: Vanilla, RRR.")  # 2 of 3 seeds is not every seed

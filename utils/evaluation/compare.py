@@ -225,6 +225,20 @@ def best(rows):
                default=None)
 
 
+def significance(rows):
+    """Sentences naming the corrections whose clean and attacked accuracy differ from the original's
+    (McNemar, p < 0.05 in every seed) and those that do not."""
+    corrections = [r for r in rows if r["method"] != "original"]
+    sentences = []
+    for key, what in (("p_attacked", "Attacked accuracy"), ("p_clean", "Clean accuracy")):
+        every_seed = [r["method"] for r in corrections if r.get(f"{key}_significant", 0) == r.get("seeds", 1)
+                      and np.isfinite(r.get(key, float("nan")))]
+        others = [r["method"] for r in corrections if r["method"] not in every_seed]
+        sentences.append(f"{what} differs significantly from the original model's (McNemar, p < {SIGNIFICANCE} in "
+                         f"every seed) for: {', '.join(every_seed) or 'none'}; not for: {', '.join(others) or 'none'}.")
+    return sentences
+
+
 # --- tables ---------------------------------------------------------------------------------------
 def _cell(row, key):
     value = row.get(key, "")

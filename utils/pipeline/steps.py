@@ -351,7 +351,7 @@ def mitigate_step(ctx):
 
 @pipeline_step("evaluate", depends=("mitigate",), title="Re-evaluation: did the fix work?", inputs=_mitigation_inputs)
 def evaluate_step(ctx):
-    from utils.evaluation.compare import BEST_RULE, best, display_rows, write_comparison
+    from utils.evaluation.compare import BEST_RULE, best, display_rows, significance, write_comparison
     from utils.evaluation.runner import correct_and_evaluate
     from utils.paths import output_root, step_dir
 
@@ -372,7 +372,7 @@ def evaluate_step(ctx):
             "(clean accuracy more than max_clean_drop below the original's on validation or test) or collapsed (at "
             "the majority-class rate; its improvement figures are not reported). p_clean, p_attacked: McNemar, "
             "p_auroc: DeLong on the attacked subset, each corrected vs original on the same test images (median over "
-            "seeds; in brackets the seeds with p < 0.05, a significant difference).",
+            "seeds; in brackets the seeds with p < 0.05, a significant difference).", *significance(chosen),
             f"Best correction ({BEST_RULE}): " + (f"{winner['method']} at {winner['strength']} ({winner['config']})."
                                                   if winner else "none: no correction stayed within the clean budget.")]
     return {"text": text, "tables": {"Mitigation comparison (test)": display_rows(chosen),
@@ -425,9 +425,9 @@ def headline_rows(ctx):
             continue
         cells = display_rows([row])[0]
         rows.append({"step": f"mitigation: {row['method']}", "result": (
-            f"{cells['status']}; clean {cells['clean']} (change {cells['clean_change']}), attacked {cells['attacked']}, "
-            f"gap closed {cells['gap_closed']}, artifact relevance {cells['artifact_relevance']}; {row['strength']}, "
-            f"{row['seeds']} seed(s)")})
+            f"{cells['status']}; clean {cells['clean']} (change {cells['clean_change']}), attacked {cells['attacked']} "
+            f"(McNemar p {cells['p_attacked']}), gap closed {cells['gap_closed']}, artifact relevance "
+            f"{cells['artifact_relevance']}; {row['strength']}, {row['seeds']} seed(s)")})
     winner = results["evaluate"]["metrics"].get("best")
     rows.append({"step": "best correction", "result": f"{winner['method']} ({winner['strength']})" if winner else
                  "none within the clean budget"})
