@@ -25,6 +25,7 @@ from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.config import save_resolved_config
 from utils.distributed import get_context, training_device
 from utils.errors import UserError
+from utils.evaluation.cache import cached_original, data_key
 from utils.io import write_json
 from utils.metrics import evaluate_subsets
 from utils.paths import step_dir
@@ -75,8 +76,6 @@ def original_validation(config, model, splits, device):
     evaluate = lambda: evaluate_subsets(model, splits.val, config.batch_size, device, config.num_workers)  # noqa: E731
     if config.method == "ISNet" and config.from_scratch:
         return evaluate()
-    from utils.evaluation.models import cached_original, data_key
-
     return cached_original(config, "val_subsets", {"data": data_key(config, splits)}, evaluate)
 
 

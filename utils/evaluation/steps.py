@@ -12,7 +12,8 @@ from model_training.corrections.data import correction_splits
 from models import layer_for_config
 from utils.config import save_resolved_config
 from utils.device import resolve_device
-from utils.evaluation.models import cached_original, data_key, load_corrected, load_original, lrp_backend_for
+from utils.evaluation.cache import cached_original, data_key
+from utils.evaluation.models import load_corrected, load_original, lrp_backend_for
 from utils.evaluation.relevance import artifact_relevance, artifact_samples
 from utils.evaluation.tcav import biased_class, directional_derivatives, refit_cav, tcav_scores
 from utils.evaluation.stats import paired_tests
