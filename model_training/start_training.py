@@ -1,4 +1,8 @@
-"""Train a model: ``python -m model_training.start_training --config_file F [--resume]``."""
+"""Train a model: ``python -m model_training.start_training --config_file F [--resume | --overwrite]``.
+
+``--resume`` continues a stopped run of the same settings; ``--overwrite`` starts again from epoch 1 in a
+folder that already holds a run (without either, such a folder is refused).
+"""
 from model_training.trainer import run_training
 from utils.cli import config_parser, main_entry
 from utils.config import TrainingConfig, load_config

@@ -56,3 +56,55 @@ def test_milestones_string_and_defaults(tmp_path):
     config = load_config(path, TrainingConfig)
     assert config.milestones == [3, 5]
     assert config.config_name == "ok"
+
+
+def test_missing_checkpoint_names_the_training_command(tmp_path, capsys):
+    """An audit step started before training: one line with the command that writes the checkpoint."""
+    import yaml
+
+    from experiments.preprocessing.run_preprocessing import main
+
+    ckpt = tmp_path / "outputs/training/synth_derm/tiny_vgg/tiny_vgg_adam_lr0.003/checkpoints/best.pt"
+    path = tmp_path / "audit.yaml"
+    path.write_text(yaml.safe_dump({"ckpt_path": str(ckpt), "output_dir": str(tmp_path / "outputs")}))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config_file", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"config error in {path}: 'ckpt_path': checkpoint not found: {ckpt}")
+    assert "python -m model_training.start_training --config_file" in err
+    assert "config_files/training/synth_derm/tiny_vgg_adam_lr0.003.yaml" in err
+
+
+def test_training_command_read_off_the_checkpoint_path(tmp_path):
+    from utils.config import AuditConfig
+    from utils.errors import UserError
+    from utils.missing_checkpoint import require_checkpoint, training_command
+
+    run = tmp_path / "training/synth_derm/tiny_vgg/{}/checkpoints/best.pt"
+    assert training_command(run.as_posix().format("synth_derm")).startswith(
+        "python -m experiments.run_pipeline --config_file")  # the demo's folder: its pipeline trains it
+    assert "<training config>" in training_command(run.as_posix().format("not_a_committed_config"))
+    assert "<training config>" in training_command(tmp_path / "model.pt")
+    config = AuditConfig(config_name="x", ckpt_path=str(tmp_path / "model.pt"))  # no file: UserError, not config
+    with pytest.raises(UserError, match="'ckpt_path': checkpoint not found"):
+        require_checkpoint(config)
+    (tmp_path / "model.pt").write_bytes(b"")
+    require_checkpoint(config)  # present: no error (reading it is load_checkpoint's job)
+
+
+def test_committed_audit_configs_say_where_cav_labels_come_from():
+    """The step-by-step configs fit CAVs on annotations; the layer sweep (a controlled experiment)
+    says ground_truth explicitly."""
+    import yaml
+
+    from utils.config import AuditConfig
+
+    paths = sorted((ROOT / "config_files" / "revealing").rglob("*.yaml"))
+    assert paths
+    for path in paths:
+        raw = yaml.safe_load(path.read_text())
+        expected = "ground_truth" if "_features." in path.name else "annotations"
+        assert raw.get("cav_labels") == expected, path.name
+        assert load_config(path, AuditConfig).cav_labels == expected
+    assert AuditConfig(config_name="x").cav_labels == "annotations"  # the default, everywhere

@@ -3,9 +3,12 @@
 Run ``python config_files/revealing/config_generator_revealing_synth_derm.py``: it writes every
 committed YAML of ``synth_derm/`` beside this script (and only those files):
 
-* ``<model>_<variant>.yaml``: the reveal configs (``default`` and the variants in ``VARIANTS``);
+* ``<model>_<variant>.yaml``: the reveal configs (``default`` and the variants in ``VARIANTS``),
+  also the configs of the step-by-step audit: their CAVs are fit on your annotations
+  (``cav_labels: annotations``, what ``experiments.sample_retrieval.refine`` records);
 * ``tiny_vgg_features.<n>.yaml``: the layer sweep of bias modelling / localization (one file per
-  layer of tiny_vgg, with the localization settings measured on this data).
+  layer of tiny_vgg, with the localization settings measured on this data). These reproduce a
+  controlled experiment, so their CAVs are fit on the ground truth (``cav_labels: ground_truth``).
 
 Each config audits the checkpoint written by the matching training config
 (``config_files/training/synth_derm/<model>_adam_lr0.003.yaml``); ``ckpt_path`` is relative to the
@@ -41,6 +44,8 @@ BASE = {
     "spray_feature": "rel",
     "dora_reference": "sams",
     "dora_aggregation": "max",
+    # the step-by-step audit fits its CAVs on the reviewer's decisions (refine), as the pipeline does
+    "cav_labels": "annotations",
 }
 MODELS = {"tiny_vgg": {"layer_name": "features.10", "neuron_layer_name": "features.14"},
           "tiny_resnet": {"layer_name": "layer2"}}
@@ -57,7 +62,9 @@ VARIANTS = {
 SWEEP_MODEL = "tiny_vgg"
 SWEEP_LAYERS = ("features.2", "features.6", "features.10", "features.14")
 SWEEP_HEADER = ("# Audit of the band-aid shortcut at layer {layer} of tiny_vgg (localization layer sweep).\n"
-                "# Run preprocessing with this file first; the CAV is fit on its train split.\n")
+                "# Run preprocessing with this file first; the CAV is fit on its train split.\n"
+                "# A controlled experiment: the CAV's labels are the data set's ground truth (cav_labels),\n"
+                "# not annotations; see experiments/localization/README.md.\n")
 SWEEP_COMMENT = ("# localization settings chosen on the val split (see experiments/localization/README.md):\n"
                  "# a CAV of the layer, the model's own rules, initial relevance gated by a threshold calibrated on\n"
                  "# artifact-free training samples, Otsu masks of the square-rooted heatmap, closed and hole-filled\n")
@@ -93,7 +100,8 @@ def _dump(mapping):
 def sweep_config_text(layer):
     """The YAML text of the layer-sweep config of ``layer`` (with its comments)."""
     head = {"dataset_name": "synth_derm", "img_size": 64, "seed": 0, "model_name": SWEEP_MODEL,
-            "ckpt_path": _ckpt(SWEEP_MODEL), "layer_name": layer, "batch_size": 64, "artifact": "band_aid"}
+            "ckpt_path": _ckpt(SWEEP_MODEL), "layer_name": layer, "batch_size": 64, "artifact": "band_aid",
+            "cav_labels": "ground_truth"}
     return SWEEP_HEADER.format(layer=layer) + _dump(head) + SWEEP_COMMENT + _dump(localization_keys(layer))
 
 

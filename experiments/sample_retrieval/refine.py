@@ -1,21 +1,28 @@
 """Iterative annotation of artifact samples: record decisions, refit the CAV, list what to review next.
 
     python -m experiments.sample_retrieval.refine --config_file F --artifact band_aid
-    python -m experiments.sample_retrieval.refine --config_file F --artifact band_aid --accept id1 id2 --reject id3
+    python -m experiments.sample_retrieval.refine --config_file F --artifact A --accept <ID> ... --reject <ID> ...
     python -m experiments.sample_retrieval.refine --config_file F --artifact band_aid --simulate
 
-The first run seeds the annotation from the annotation file, ``annotation_seeds`` or the reveal
-step's outliers. Every run writes, in ``<output>/sample_retrieval/.../<artifact>/``,
-``to_review.csv`` and ``to_review.png`` (the top-ranked samples not yet reviewed), the review state
-with its history (``annotation_state.json``) and re-exports the annotation file. ``--simulate``
-answers from the ground truth instead and plots "artifact samples found vs samples inspected".
+(``<ID> ...``: placeholders for sample ids of the list shown, space- or comma-separated.)
+Only your decisions become annotations. Until a sample is accepted, the list shows candidates:
+``annotation_seeds``, then the reveal step's top outliers and the most central examples of each
+SpRAy cluster; from then on, the unreviewed samples a CAV fit on the accepted ones ranks highest.
+A run without --accept/--reject records nothing and shows the list again. An existing annotation
+file (``annotation_file``) starts the review with its samples accepted. Every run writes, in
+``<output>/sample_retrieval/.../<artifact>/``, ``to_review.csv`` and ``to_review.png``, the review
+state with its history (``annotation_state.json``), and re-exports the annotation file that
+retrieval and localization read (``cav_labels: annotations``). ``--simulate`` answers from the
+ground truth instead (controlled data) and plots "artifact samples found vs samples inspected";
+it records no annotation.
 """
 import numpy as np
 import pandas as pd
 
 from experiments.sample_retrieval.common import add_artifact_argument, prepare
 from utils.bias.annotation import (annotation_path, export_annotations, inspected_at_recall, load_or_start_state,
-                                   random_order_curve, rank_unreviewed, simulate_annotation, state_path)
+                                   random_order_curve, rank_unreviewed, read_annotations, review_candidates,
+                                   simulate_annotation, state_path)
 from utils.bias.data import ground_truth_labels, load_split_features
 from utils.bias.figures import annotation_curve_figure, sample_grid
 from utils.bias.retrieval import write_csv
@@ -24,14 +31,19 @@ from utils.errors import UserError
 from utils.io import write_json
 from utils.table import format_table
 
+PLACEHOLDER = "<ID> ..."  # how the printed next command marks where sample ids go
+HELP = (__doc__.splitlines()[0] + " Only your decisions are annotations: without --accept/--reject it records "
+        "nothing and lists candidates (annotation_seeds, then the reveal step's outliers and cluster examples) "
+        "until a sample is accepted, then the samples a CAV fit on the accepted ones ranks highest.")
+
 
 def _ids(values):
     # ids may be given space- or comma-separated
     return [v for value in values or [] for v in value.split(",") if v]
 
 
-def review_round(ctx, train, accept, reject) -> dict:
-    """Record decisions, refit, and write the next samples to review."""
+def review_round(ctx, train, accept, reject, reviewer="user") -> dict:
+    """Record decisions (if any), refit, and write the next samples to review."""
     config, artifact = ctx.config, ctx.artifact
     known = set(train.sample_ids)
     unknown = [s for s in accept + reject if s not in known]
@@ -39,26 +51,65 @@ def review_round(ctx, train, accept, reject) -> dict:
         raise UserError(f"{len(unknown)} ids are not in the train split (first: {unknown[0]})")
     state = load_or_start_state(config, artifact, train.sample_ids)
     if accept or reject:
-        state.record(accept=accept, reject=reject, source="user")
+        state.record(accept=accept, reject=reject, source=reviewer)
     state.save(state_path(config, artifact))
-    export_annotations(annotation_path(config), artifact, state.accepted)
-    cav, top = rank_unreviewed(train.features, train.sample_ids, state, config.cav_type, config.retrieval_top_k)
-    write_json(ctx.out_dir / "cav_refined.json", {"layer": ctx.layer, "features": config.cav_mode, **cav.to_dict()})
-    position = dict(zip(train.sample_ids, train.indices))
-    frame = pd.DataFrame({"rank": np.arange(1, len(top) + 1), "sample_id": [s for s, _ in top],
-                          "score": [v for _, v in top]})
+    if state.accepted or artifact in read_annotations(annotation_path(config)):
+        export_annotations(annotation_path(config), artifact, state.accepted)
+    if state.accepted:
+        cav, top = rank_unreviewed(train.features, train.sample_ids, state, config.cav_type, config.retrieval_top_k)
+        write_json(ctx.out_dir / "cav_refined.json", {"layer": ctx.layer, "features": config.cav_mode,
+                                                      **cav.to_dict()})
+        rows = [(s, v, "cav") for s, v in top]
+    else:  # no CAV without an accepted sample: show the candidates nobody has decided on yet
+        (ctx.out_dir / "cav_refined.json").unlink(missing_ok=True)
+        rows = [(s, float("nan"), source) for s, source in review_candidates(config, train.sample_ids)
+                if s not in state.reviewed][:config.retrieval_top_k]
+        if not rows:
+            raise UserError(f"no '{artifact}' sample accepted yet and no candidate left to review: run the reveal "
+                            "step first, give annotation_seeds in the config, or accept samples you found yourself "
+                            f"(--accept {PLACEHOLDER})")
+    frame = pd.DataFrame({"rank": np.arange(1, len(rows) + 1), "sample_id": [s for s, _, _ in rows],
+                          "score": [v for _, v, _ in rows], "source": [src for _, _, src in rows]})
     write_csv(ctx.out_dir / "to_review.csv", frame)
-    if top:
-        sample_grid(ctx.splits.train, [position[s] for s, _ in top], [f"#{r + 1} {s}\n{v:.2f}" for r, (s, v) in
-                                                                        enumerate(top)],
-                    ctx.out_dir / "to_review.png", title=f"review next: is '{artifact}' present?")
-    return {"round": len(state.history) - 1, "accepted": len(state.accepted), "rejected": len(state.rejected),
-            "to_review": frame}
+    if rows:
+        position = dict(zip(train.sample_ids, train.indices))
+        titles = [f"#{r + 1} {s}\n" + (source if np.isnan(v) else f"{v:.2f}")
+                  for r, (s, v, source) in enumerate(rows)]
+        sample_grid(ctx.splits.train, [position[s] for s, _, _ in rows], titles, ctx.out_dir / "to_review.png",
+                    title=f"review next: is '{artifact}' present?")
+    return {"round": len(state.history), "accepted": len(state.accepted), "rejected": len(state.rejected),
+            "withdrawn": state.n_withdrawn, "candidates": not state.accepted, "to_review": frame}
+
+
+def print_round(result, args, config, artifact):
+    """The list to review and the command that records the decisions (placeholders marked)."""
+    if result["withdrawn"]:
+        print(f"note: {result['withdrawn']} samples an earlier version accepted without review are candidates again")
+    print(f"decisions so far: {result['round']} rounds, {result['accepted']} accepted, {result['rejected']} rejected.")
+    rows = result["to_review"]
+    if result["candidates"]:
+        print("Nothing is annotated yet. Candidates to review (not annotations until you accept them):")
+        rows = rows.drop(columns="score")  # no CAV yet, hence no score
+    else:
+        print("Review next (the unreviewed samples a CAV fit on the accepted ones ranks highest):")
+    print(format_table(rows.to_dict("records")))
+    print(f"Look at to_review.png, then record your decisions ({PLACEHOLDER}: sample ids from the list; "
+          "give one flag or both):")
+    print(f"  python -m experiments.sample_retrieval.refine --config_file {args.config_file} --artifact {artifact} "
+          f"--accept {PLACEHOLDER} --reject {PLACEHOLDER}")
+    if config.cav_labels == "annotations":
+        if result["accepted"]:
+            print(f"Retrieval and localization fit their CAV on the accepted samples ({result['accepted']}; "
+                  "cav_labels: annotations).")
+    else:
+        print(f"note: this config has cav_labels: {config.cav_labels}; retrieval and localization ignore "
+              "these annotations.")
 
 
 def simulate(ctx, train) -> dict:
     config = ctx.config
-    labels = ground_truth_labels(ctx.splits.train, ctx.artifact, train.indices)
+    labels = ground_truth_labels(ctx.splits.train, ctx.artifact, train.indices,
+                                 hint="--simulate needs it; review with --accept/--reject instead")
     inspected, found = simulate_annotation(train.features, labels, config.annotation_n_seeds,
                                            config.retrieval_top_k, config.cav_type, seed=config.seed,
                                            stop_recall=config.simulate_target_recall)
@@ -81,10 +132,13 @@ def simulate(ctx, train) -> dict:
 
 @main_entry
 def main(argv=None):
-    parser = add_artifact_argument(config_parser(__doc__.splitlines()[0]))
-    parser.add_argument("--accept", nargs="*", default=[], help="sample ids that show the artifact")
-    parser.add_argument("--reject", nargs="*", default=[], help="sample ids that do not")
-    parser.add_argument("--simulate", action="store_true", help="answer from ground truth; plot the curve")
+    parser = add_artifact_argument(config_parser(HELP))
+    parser.add_argument("--accept", nargs="*", default=[], metavar="ID", help="sample ids that show the artifact")
+    parser.add_argument("--reject", nargs="*", default=[], metavar="ID", help="sample ids that do not")
+    parser.add_argument("--reviewer", default="user",
+                        help="who made the decisions, recorded in the history (default: user)")
+    parser.add_argument("--simulate", action="store_true",
+                        help="answer from ground truth and plot the curve; records no annotation")
     args = parser.parse_args(argv)
     ctx = prepare(args, "sample_retrieval")
     train = load_split_features(ctx.config, ctx.splits.train, "train", ctx.layer, ctx.config.cav_mode)
@@ -96,9 +150,8 @@ def main(argv=None):
                                                      "inspected_at_target_recall", "inspected_per_artifact_sample",
                                                      "random_inspected_at_target_recall")}]))
     else:
-        result = review_round(ctx, train, _ids(args.accept), _ids(args.reject))
-        print(f"round {result['round']}: {result['accepted']} accepted, {result['rejected']} rejected; review next:")
-        print(format_table(result["to_review"].to_dict("records")))
+        result = review_round(ctx, train, _ids(args.accept), _ids(args.reject), reviewer=args.reviewer)
+        print_round(result, args, ctx.config, ctx.artifact)
     print(f"outputs: {ctx.out_dir}")
     return result
 

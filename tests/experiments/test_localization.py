@@ -25,7 +25,8 @@ DATA = {**TINY_DATA, "dataset_options": {"n_train": 48, "n_val": 8, "n_test": 24
 
 
 def _audit(write_config, model_name, layer, channels, **extra):
-    path = write_config("audit", **DATA, model_name=model_name, layer_name=layer, artifact="band_aid", **extra)
+    path = write_config("audit", **DATA, model_name=model_name, layer_name=layer, artifact="band_aid",
+                        cav_labels="ground_truth", **extra)
     config = load_config(path, AuditConfig)
     write_synthetic_stores(config, get_dataset_from_config(config), "band_aid", [layer], n_channels=channels,
                            split_names=("train",))
@@ -141,7 +142,8 @@ if MODEL_1D not in _MODELS:
 
 @pytest.mark.parametrize("extra", [{}, {**GATED, "localization_init": "position_gated"}])
 def test_signal_time_masks(write_config, extra):
-    path = write_config("ecg", model_name=MODEL_1D, artifact="spike", max_localization_samples=5, **extra)
+    path = write_config("ecg", model_name=MODEL_1D, artifact="spike", max_localization_samples=5,
+                        cav_labels="ground_truth", **extra)
     config = load_config(path, AuditConfig)
     splits = DataSplits(_Signals("train", 40, 0), _Signals("val", 8, 1), _Signals("test", 20, 2))
     write_synthetic_stores(config, splits, "spike", ["3"], n_channels=8, split_names=("train",))

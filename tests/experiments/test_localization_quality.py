@@ -26,7 +26,8 @@ REDUCED = {"dataset_name": "synth_derm", "img_size": 32, "seed": 0, "model_name"
            "dataset_options": {"n_train": 500, "n_val": 8, "n_test": 200},
            # band-aids in half of the benign images: a shortcut a short training run does pick up
            "artifacts": {"band_aid": {"benign": 0.5}, "ruler": {"benign": 0.15, "melanoma": 0.15}},
-           "splits": ["train", "test"], "retrieval_eval_splits": ["test"]}
+           "splits": ["train", "test"], "retrieval_eval_splits": ["test"],
+           "cav_labels": "ground_truth"}  # a controlled experiment: CAVs fit on the ground truth
 COMMITTED = ROOT / "config_files/revealing/synth_derm/tiny_vgg_features.6.yaml"
 EPOCHS = 30
 

@@ -18,7 +18,9 @@ DATA = {**TINY_DATA, "dataset_options": {"n_train": 96, "n_val": 48, "n_test": 4
 
 @pytest.fixture
 def synthetic_audit(write_config):
-    path = write_config("audit", **DATA, model_name="tiny_vgg", artifact="band_aid", cav_type="svm")
+    # a controlled test: the CAV is fit on the planted ground truth
+    path = write_config("audit", **DATA, model_name="tiny_vgg", artifact="band_aid", cav_type="svm",
+                        cav_labels="ground_truth")
     config = load_config(path, AuditConfig)
     splits = get_dataset_from_config(config)
     write_synthetic_stores(config, splits, "band_aid", ["features.10"])

@@ -1,4 +1,5 @@
-"""Iterative annotation: seeds, atomic accept/reject with history, simulation beats random order."""
+"""Iterative annotation: only a reviewer's decisions are annotations, candidates first, atomic
+accept/reject with history, the CAVs of retrieval use the decisions, simulation beats random order."""
 import json
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 
 from conftest import TINY_DATA
 from datasets.registry import get_dataset_from_config
-from experiments.sample_retrieval import refine
+from experiments.sample_retrieval import refine, run_biased_sample_ranking
 from utils.bias.annotation import AnnotationState, inspected_at_recall, simulate_annotation
 from utils.bias.synthetic import write_synthetic_stores
 from utils.config.audit import AuditConfig
@@ -24,39 +25,111 @@ def audit(write_config):
     path = write_config("audit", **DATA, model_name="tiny_vgg", artifact="band_aid", retrieval_top_k=6)
     config = load_config(path, AuditConfig)
     splits = get_dataset_from_config(config)
-    write_synthetic_stores(config, splits, "band_aid", ["features.10"], split_names=("train",))
+    write_synthetic_stores(config, splits, "band_aid", ["features.10"])
     return path, config, splits
 
 
 def _reveal_file(config, splits):
+    """Reveal outliers: three samples with a band-aid, then two without (a guess, right or wrong)."""
     labels = splits.train.artifact_labels("band_aid")
-    ids = [s for s, y in zip(splits.train.sample_ids, labels) if y][:3]
+    with_it = [s for s, y in zip(splits.train.sample_ids, labels) if y][:3]
+    without = [s for s, y in zip(splits.train.sample_ids, labels) if not y][:2]
+    ids = with_it + without
     write_json(step_dir(config, "reveal") / "spray_class0.json",
                {"outlier_samples": [{"sample_id": s, "score": 1.0 - 0.1 * k} for k, s in enumerate(ids)]})
     return ids
 
 
-def test_rounds_seed_accept_reject(audit):
+def _state(config):
+    return json.loads((step_dir(config, "sample_retrieval", create=False) / "band_aid"
+                       / "annotation_state.json").read_text())
+
+
+def test_refine_without_decisions_accepts_nothing(audit, capsys):
+    """The reveal step's outliers are candidates shown first, never annotations by themselves."""
     path, config, splits = audit
-    seeds = _reveal_file(config, splits)
+    outliers = _reveal_file(config, splits)
     out = step_dir(config, "sample_retrieval", create=False)
-    first = refine.main(["--config_file", str(path)])
-    assert first["accepted"] == 3
-    assert json.loads((out / "annotations.json").read_text()) == {"band_aid": seeds}
+    for _ in range(2):  # a second call without decisions changes nothing either
+        result = refine.main(["--config_file", str(path)])
+        assert result["accepted"] == 0 and result["candidates"]
+        assert _state(config)["accepted"] == [] and _state(config)["history"] == []
+        assert not (out / "annotations.json").exists()
     to_review = pd.read_csv(out / "band_aid" / "to_review.csv")
-    assert len(to_review) == 6 and not set(to_review["sample_id"]) & set(seeds)
+    assert list(to_review["sample_id"]) == outliers and set(to_review["source"]) == {"reveal"}
     assert (out / "band_aid" / "to_review.png").is_file()
+    printed = capsys.readouterr().out
+    assert "Nothing is annotated yet" in printed
+    assert (f"python -m experiments.sample_retrieval.refine --config_file {path} --artifact band_aid "
+            "--accept <ID> ... --reject <ID> ...") in printed
+    # nothing annotated: retrieval (cav_labels: annotations by default) says how to annotate, in one line
+    with pytest.raises(SystemExit) as exit_info:
+        run_biased_sample_ranking.main(["--config_file", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+    assert f"python -m experiments.sample_retrieval.refine --config_file {path} --artifact band_aid" in err
+
+
+def test_annotation_seeds_are_candidates_too(audit, write_config):
+    path, config, splits = audit
+    seeds = list(splits.train.sample_ids[-2:])
+    seeded = write_config("seeded", **DATA, model_name="tiny_vgg", artifact="band_aid", retrieval_top_k=6,
+                          config_name="audit", annotation_seeds=seeds)
+    outliers = _reveal_file(config, splits)
+    result = refine.main(["--config_file", str(seeded)])
+    assert result["accepted"] == 0
+    assert list(result["to_review"]["sample_id"]) == seeds + outliers[:4]  # seeds first, then the reveal step's
+    assert list(result["to_review"]["source"]) == ["annotation_seeds"] * 2 + ["reveal"] * 4
+
+
+def test_review_loop_feeds_retrieval(audit):
+    """Decisions become annotations; once one is accepted a CAV ranks the rest; retrieval fits on them."""
+    path, config, splits = audit
+    candidates = _reveal_file(config, splits)
+    out = step_dir(config, "sample_retrieval", create=False)
+    refine.main(["--config_file", str(path)])
+    accepted, rejected = candidates[:3], candidates[3:]
+    second = refine.main(["--config_file", str(path), "--accept", *accepted, "--reject", ",".join(rejected)])
+    assert second["accepted"] == 3 and not second["candidates"]
+    to_review = pd.read_csv(out / "band_aid" / "to_review.csv")
+    assert len(to_review) == 6 and not set(to_review["sample_id"]) & set(candidates)
+    assert set(to_review["source"]) == {"cav"} and to_review["score"].is_monotonic_decreasing
 
     next_ids = list(to_review["sample_id"])
     refine.main(["--config_file", str(path), "--accept", next_ids[0], "--reject", f"{next_ids[1]},{next_ids[2]}"])
-    refine.main(["--config_file", str(path), "--accept", next_ids[1]])  # a later decision overrides
-    state = json.loads((out / "band_aid" / "annotation_state.json").read_text())
-    assert state["accepted"] == seeds + [next_ids[0], next_ids[1]]
-    assert state["rejected"] == [next_ids[2]]
-    assert [h["source"] for h in state["history"]] == ["seed:reveal", "user", "user"]
+    refine.main(["--config_file", str(path), "--accept", next_ids[1], "--reviewer", "dermatologist"])
+    state = _state(config)
+    assert state["accepted"] == accepted + [next_ids[0], next_ids[1]]  # a later decision overrides
+    assert state["rejected"] == rejected + [next_ids[2]]
+    assert [h["source"] for h in state["history"]] == ["user", "user", "dermatologist"]
     assert json.loads((out / "annotations.json").read_text())["band_aid"] == state["accepted"]
-    # only whole files: no temporary files left beside them
-    assert not list(out.rglob("*.tmp"))
+    assert not list(out.rglob("*.tmp"))  # only whole files: no temporary files left beside them
+
+    results = run_biased_sample_ranking.main(["--config_file", str(path)])
+    assert results["label_source"] == "annotations"
+    assert all(v["n_train_artifact"] == len(state["accepted"]) for v in results["variants"].values())
+
+
+def test_annotation_file_of_a_person_is_taken_as_decided(audit, tmp_path, write_config):
+    path, config, splits = audit
+    marked = [s for s, y in zip(splits.train.sample_ids, splits.train.artifact_labels("band_aid")) if y][:2]
+    annotations = tmp_path / "mine.json"
+    annotations.write_text(json.dumps({"band_aid": marked}))
+    own = write_config("own", **DATA, model_name="tiny_vgg", artifact="band_aid", retrieval_top_k=6,
+                       config_name="audit", annotation_file=str(annotations))
+    result = refine.main(["--config_file", str(own)])
+    assert result["accepted"] == 2 and not result["candidates"]
+    assert [h["source"] for h in _state(config)["history"]] == ["annotation_file"]
+
+
+def test_seeds_an_earlier_version_accepted_unreviewed_are_withdrawn(tmp_path):
+    path = tmp_path / "state.json"
+    write_json(path, {"artifact": "band_aid", "accepted": ["a", "b", "c"], "rejected": ["d"], "history": [
+        {"round": 0, "source": "seed:reveal", "accepted": ["a", "b"], "rejected": []},
+        {"round": 1, "source": "user", "accepted": ["b", "c"], "rejected": ["d"]}]})
+    state = AnnotationState.load(path, "band_aid")
+    assert state.accepted == ["b", "c"] and state.rejected == ["d"] and state.n_withdrawn == 1
+    assert state.history[0]["withdrawn"] and len(state.history) == 2  # kept in the log, marked
 
 
 def test_unknown_id_rejected(audit, capsys):

@@ -93,7 +93,7 @@ def test_spray_steps_write_json_and_plot(audit, capsys):
     assert "sample" in capsys.readouterr().out
 
 
-def test_dora_steps_write_json_and_plot(audit):
+def test_dora_steps_write_json_and_plot(audit, capsys):
     from experiments.preprocessing.run_dora_preprocessing import main as dora_main
     from experiments.reveal.dora.plot_dora_outliers_2d import main as plot_main
 
@@ -102,9 +102,44 @@ def test_dora_steps_write_json_and_plot(audit):
     result = _read(config, "dora")
     neuron = result["outlier_neurons"][0]
     assert set(neuron) == {"layer", "channel", "score", "is_outlier"} and neuron["layer"] == "features.14"
-    plot_main(["--config_file", str(audit), "--class_id", "0"])  # reuses the cached sAMS
-    assert _read(config, "dora", 0)["outlier_neurons"] == result["outlier_neurons"]
-    assert result_path(config, "dora", 0).with_suffix(".png").is_file()
+    plot_main(["--config_file", str(audit)])  # reuses the cached sAMS
+    assert _read(config, "dora")["outlier_neurons"] == result["outlier_neurons"]
+    assert result_path(config, "dora").with_suffix(".png").is_file()
+    # sAMS do not depend on a class: --class_id is refused with one line instead of being ignored
+    capsys.readouterr()
+    for main in (dora_main, plot_main):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--config_file", str(audit), "--class_id", "0"])
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+        assert "--class_id 0" in err and "real_act" in err
+    assert not result_path(config, "dora", 0).exists()
+
+
+def test_dora_class_id_with_real_references(audit, tmp_path):
+    """Real references honour --class_id: every reference sample of every neuron is of that class."""
+    from datasets import get_dataset_from_config
+    from experiments.reveal.dora.plot_dora_outliers_2d import main as plot_main
+
+    import shutil
+
+    from utils.paths import step_dir
+
+    # the same preprocessing store, copied: this test's results stay out of the shared reveal folder
+    values = {**yaml.safe_load(audit.read_text()), "config_name": audit.stem, "dora_reference": "real_act",
+              "output_dir": str(tmp_path / "outputs")}
+    real = tmp_path / "real.yaml"
+    real.write_text(yaml.safe_dump(values))
+    config = _config(real)
+    shutil.copytree(step_dir(_config(audit), "preprocessing", create=False), step_dir(config, "preprocessing"),
+                    dirs_exist_ok=True)
+    plot_main(["--config_file", str(real), "--class_id", "1"])
+    result = _read(config, "dora", 1)
+    train = get_dataset_from_config(config).train
+    label = dict(zip(train.sample_ids, train.labels))
+    refs = [s for ids in result["references"].values() for s in ids]
+    assert refs and {int(label[s]) for s in refs} == {1}
+    assert result_path(config, "dora", 1).with_suffix(".png").is_file()
 
 
 def test_crp_steps_write_json_and_plot(audit):

@@ -12,6 +12,11 @@ Two files per audit:
 Both are written atomically (``utils.io``): a reader never sees a half-written file.
 During refinement, samples not yet accepted count as negatives of the CAV (positive-unlabelled
 learning: artifacts are rare, so most unreviewed samples are clean).
+
+Only a reviewer's decisions are annotations: a person's (``refine --accept/--reject``, or an
+annotation file they wrote), or a simulated reviewer's that answers from the ground truth. The
+reveal step's outliers and ``annotation_seeds`` are *candidates*, shown for review before any CAV
+exists, never accepted by themselves: a guess taken as an annotation would bias every later step.
 """
 import datetime as _dt
 import json
@@ -58,6 +63,10 @@ def export_annotations(path, artifact, sample_ids):
     write_json(path, data)
 
 
+# history sources of rounds no reviewer made: earlier versions of refine accepted these seeds by themselves
+UNREVIEWED_SOURCES = ("seed:reveal", "seed:annotation_seeds")
+
+
 @dataclass
 class AnnotationState:
     """Accepted / rejected sample ids of one artifact and every decision made so far."""
@@ -66,6 +75,7 @@ class AnnotationState:
     accepted: list = field(default_factory=list)
     rejected: list = field(default_factory=list)
     history: list = field(default_factory=list)
+    n_withdrawn: int = 0  # acceptances without review withdrawn when this state was loaded (not saved)
 
     @property
     def reviewed(self) -> set:
@@ -77,13 +87,29 @@ class AnnotationState:
         both = set(accept) & set(reject)
         if both:
             raise UserError(f"sample ids both accepted and rejected: {', '.join(sorted(both))}")
-        self.accepted = [s for s in self.accepted if s not in reject] + [s for s in accept if s not in self.accepted]
-        self.rejected = [s for s in self.rejected if s not in accept] + [s for s in reject if s not in self.rejected]
+        self._apply(accept, reject)
         entry = {"round": len(self.history), "time": _dt.datetime.now().isoformat(timespec="seconds"),
                  "source": source, "accepted": accept, "rejected": reject,
                  "n_accepted_total": len(self.accepted), "n_rejected_total": len(self.rejected)}
         self.history.append(entry)
         return entry
+
+    def _apply(self, accept, reject):
+        self.accepted = [s for s in self.accepted if s not in reject] + [s for s in accept if s not in self.accepted]
+        self.rejected = [s for s in self.rejected if s not in accept] + [s for s in reject if s not in self.rejected]
+
+    def _withdraw_unreviewed(self):
+        """Mark rounds no reviewer made as withdrawn (kept in the history) and replay the others."""
+        stale = [e for e in self.history if e.get("source") in UNREVIEWED_SOURCES and not e.get("withdrawn")]
+        if not stale:
+            return
+        for entry in stale:
+            entry["withdrawn"] = "accepted without review; shown again as candidates"
+        self.accepted, self.rejected = [], []
+        for entry in self.history:
+            if not entry.get("withdrawn"):
+                self._apply(entry["accepted"], entry["rejected"])
+        self.n_withdrawn = len({s for e in stale for s in e["accepted"]} - set(self.accepted))
 
     def save(self, path):
         write_json(path, {"artifact": self.artifact, "accepted": self.accepted, "rejected": self.rejected,
@@ -97,10 +123,12 @@ class AnnotationState:
         data = read_json(path)
         if data.get("artifact") != artifact:
             raise UserError(f"{path} holds annotations of '{data.get('artifact')}', not '{artifact}'")
-        return cls(artifact, list(data["accepted"]), list(data["rejected"]), list(data["history"]))
+        state = cls(artifact, list(data["accepted"]), list(data["rejected"]), list(data["history"]))
+        state._withdraw_unreviewed()
+        return state
 
 
-# --- seeds -------------------------------------------------------------------------------------
+# --- candidates: shown first, accepted only by a reviewer --------------------------------------
 def reveal_outliers(config, known_ids, n) -> list:
     """The ``n`` highest-scoring outlier samples of every reveal result file that lists them.
 
@@ -144,29 +172,42 @@ def reveal_cluster_examples(config, known_ids, n_per_cluster) -> list:
     return [s for s in dict.fromkeys(examples) if s in known_ids]
 
 
-def seed_ids(config, artifact, known_ids):
-    """Seed samples and where they came from: annotation file, config, or reveal outliers."""
+def reveal_candidates(config, known_ids, n) -> list:
+    """What the reveal step shows a person: its ``4 n`` top outlier samples, then the ``n`` most
+    central examples of every SpRAy cluster (duplicates once, in that order)."""
     known = set(known_ids)
-    sources = (("annotation_file", lambda: read_annotations(annotation_path(config)).get(artifact, [])),
-               ("annotation_seeds", lambda: list(config.annotation_seeds)),
-               ("reveal", lambda: reveal_outliers(config, known, config.annotation_n_seeds)))
-    for name, get in sources:
-        ids = get()
-        if ids:
-            unknown = [s for s in ids if s not in known]
-            if unknown:
-                raise UserError(f"{name}: {len(unknown)} sample ids are not in the train split (first: {unknown[0]})")
-            return ids, name
-    raise UserError(f"no seed samples for '{artifact}': give annotation_seeds or an annotation_file in the "
-                    "config, or run the reveal step first")
+    return list(dict.fromkeys(reveal_outliers(config, known, 4 * n) + reveal_cluster_examples(config, known, n)))
+
+
+def review_candidates(config, known_ids) -> list:
+    """``(sample id, source)`` pairs to show before any sample is accepted: ``annotation_seeds``,
+    then the reveal step's candidates (see :func:`reveal_candidates`). Candidates, not annotations."""
+    check_known("annotation_seeds", config.annotation_seeds, known_ids)
+    pairs = [(s, "annotation_seeds") for s in config.annotation_seeds]
+    pairs += [(s, "reveal") for s in reveal_candidates(config, known_ids, config.annotation_n_seeds)]
+    first = {}
+    for sid, source in pairs:
+        first.setdefault(sid, source)  # an id listed twice keeps its first source
+    return list(first.items())
+
+
+def check_known(name, ids, known_ids):
+    known = set(known_ids)
+    unknown = [s for s in ids if s not in known]
+    if unknown:
+        raise UserError(f"{name}: {len(unknown)} sample ids are not in the train split (first: {unknown[0]})")
 
 
 def load_or_start_state(config, artifact, known_ids) -> AnnotationState:
+    """The review state; a new one starts from the annotation file's decisions, if it lists any
+    (a file a person wrote, or the export of an earlier review), and is empty otherwise."""
     state = AnnotationState.load(state_path(config, artifact), artifact)
     if state is None:
         state = AnnotationState(artifact)
-        ids, source = seed_ids(config, artifact, known_ids)
-        state.record(accept=ids, source=f"seed:{source}")
+        ids = read_annotations(annotation_path(config)).get(artifact, [])
+        if ids:
+            check_known(f"annotation file {annotation_path(config)}", ids, known_ids)
+            state.record(accept=ids, source="annotation_file")
     return state
 
 

@@ -38,12 +38,13 @@ def positions(dataset, sample_ids, where="the input") -> np.ndarray:
     return np.array([index[sid] for sid in sample_ids], dtype=np.int64)
 
 
-def ground_truth_labels(dataset, artifact, indices=None) -> np.ndarray:
-    """Which samples carry ``artifact`` by the data set's ground truth."""
+def ground_truth_labels(dataset, artifact, indices=None,
+                        hint="set cav_labels: annotations and annotate with experiments.sample_retrieval.refine"
+                        ) -> np.ndarray:
+    """Which samples carry ``artifact`` by the data set's ground truth; ``hint``: what to do without one."""
     if artifact not in dataset.artifact_names:
         raise UserError(f"data set split '{dataset.split}' has no ground truth for artifact '{artifact}' "
-                        f"(annotated: {', '.join(dataset.artifact_names) or 'none'}); "
-                        "set cav_labels: annotations and give an annotation_file")
+                        f"(annotated: {', '.join(dataset.artifact_names) or 'none'}); {hint}")
     labels = np.asarray(dataset.artifact_labels(artifact), dtype=bool)
     return labels if indices is None else labels[indices]
 

@@ -22,7 +22,7 @@ from utils.preprocessing import channel_axis
 
 
 def _sample_ground_truth(dataset, artifact):
-    return np.flatnonzero(ground_truth_labels(dataset, artifact))
+    return np.flatnonzero(ground_truth_labels(dataset, artifact, hint="set localization_samples: all"))
 
 
 def _sample_annotations(dataset, artifact, config):

@@ -28,8 +28,11 @@ def training_labels(config, train_split, sample_ids, indices, artifact) -> np.nd
     path = annotation_path(config)
     annotated = read_annotations(path).get(artifact)
     if not annotated:
-        raise UserError(f"cav_labels is 'annotations' but {path} lists no samples for '{artifact}'; "
-                        "run experiments.sample_retrieval.refine first or give annotation_file")
+        source = config._source_file or "<config file>"
+        state = "lists no" if path.is_file() else "does not exist yet, so there is no"
+        raise UserError(f"cav_labels: annotations, but the annotation file {path} {state} '{artifact}' sample: "
+                        f"annotate with python -m experiments.sample_retrieval.refine --config_file {source} "
+                        f"--artifact {artifact} (or set cav_labels: ground_truth for a controlled experiment)")
     return labels_from_ids(sample_ids, annotated)
 
 

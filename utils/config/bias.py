@@ -12,9 +12,12 @@ class BiasOptions(StrictModel):
     # test AUROC 0.99 / AP 0.98; cavs_max gives 0.84 / 0.57 (max pooling is dominated by the lesion)
     cav_type: Literal["svm", "ridge", "lasso", "logistic", "signal", "mean"] = "svm"
     cav_mode: Literal["cavs_max", "cavs_mean", "rel"] = Field("cavs_mean", description="features the CAV is fit on")
-    cav_labels: Literal["ground_truth", "annotations"] = Field(
-        "ground_truth", description="where the CAV's artifact labels come from: the data set's ground truth "
-        "(controlled data) or annotation_file")
+    # annotations by default: on real data there is no ground truth, and a step-by-step audit must use
+    # the reviewer's decisions as the pipeline does; ground_truth is a choice for controlled experiments
+    cav_labels: Literal["annotations", "ground_truth"] = Field(
+        "annotations", description="where the CAV's artifact labels come from: the annotation file that "
+        "experiments.sample_retrieval.refine writes (or annotation_file), or the data set's ground truth "
+        "(controlled experiments only)")
     cav_center_classes: bool = Field(
         False, description="fit the CAV on features with each class's mean removed (for artifacts tied to one class)")
     localization_cav_type: Literal["svm", "ridge", "lasso", "logistic", "signal", "mean"] | None = Field(
@@ -33,14 +36,16 @@ class BiasOptions(StrictModel):
     annotation_file: str | None = Field(
         None, description="JSON {artifact: [sample ids]}; default: <sample_retrieval step dir>/annotations.json")
     annotation_seeds: list[str] = Field(default_factory=list,
-                                        description="sample ids that seed the annotation (else reveal outliers)")
+                                        description="sample ids refine shows for review first, before the reveal "
+                                        "step's candidates; candidates, not annotations")
 
     # --- retrieval ---------------------------------------------------------------------------
     retrieval_eval_splits: list[Literal["train", "val", "test"]] = Field(
         ["val", "test"], min_length=1, description="held-out splits the ranking metrics are reported on")
     retrieval_top_k: int = Field(16, ge=1, description="top-ranked samples shown in grids / per annotation round")
-    annotation_n_seeds: int = Field(5, ge=1, description="seed samples taken from reveal outliers or, in a "
-                                    "simulated annotation, from the ground truth")
+    annotation_n_seeds: int = Field(5, ge=1, description="candidates refine takes from the reveal step (its 4 x n "
+                                    "top outlier samples and the n most central samples of every SpRAy cluster) "
+                                    "or, in a simulated annotation (--simulate), seeds from the ground truth")
     simulate_target_recall: float = Field(0.9, gt=0, le=1)
 
     # --- localization ------------------------------------------------------------------------

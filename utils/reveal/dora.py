@@ -26,16 +26,29 @@ from utils.reveal.sams import optimise_sams
 from utils.reveal.store_views import class_mask, open_store
 
 _REFERENCES = {}
+_CLASS_AGNOSTIC = set()  # reference kinds that do not depend on a class (no --class_id)
 
 
-def register_reference(name):
-    """Register ``build(context) -> ReferenceSet`` under ``name``."""
+def register_reference(name, per_class=True):
+    """Register ``build(context) -> ReferenceSet`` under ``name``; ``per_class=False`` for kinds that
+    ignore the class (synthetic signals), so that a class given with them is refused."""
 
     def decorate(func):
         _REFERENCES[name] = func
+        if not per_class:
+            _CLASS_AGNOSTIC.add(name)
         return func
 
     return decorate
+
+
+def check_class_id(config, class_id):
+    """Refuse a class with a class-agnostic reference kind: it would change nothing but the file name."""
+    if class_id is not None and config.dora_reference in _CLASS_AGNOSTIC:
+        per_class = ", ".join(k for k in list_reference_kinds() if k not in _CLASS_AGNOSTIC)
+        raise UserError(f"--class_id {class_id}: DORA's '{config.dora_reference}' references do not depend on a "
+                        f"class (dora_reference in {config._source_file or 'the config'}); leave out --class_id, "
+                        f"or set dora_reference to one of {per_class}")
 
 
 def list_reference_kinds():
@@ -87,7 +100,7 @@ def _real_rel(context):
     return _real_references(context, "rels")
 
 
-@register_reference("sams")
+@register_reference("sams", per_class=False)
 def _sams(context):
     config = context.config
     model, input_shape, device = context.model()
@@ -154,8 +167,10 @@ def analyse(matrix, config):
 def run_dora(config, class_id=None, references: ReferenceSet | None = None, loaders=None):
     """DORA on the configured layer; writes ``dora.json`` or ``dora_class<k>.json``.
 
-    ``class_id`` restricts real reference samples to that class (sAMS do not depend on it).
+    ``class_id`` restricts real reference samples to that class (refused with sAMS, which do not
+    depend on it).
     """
+    check_class_id(config, class_id)
     layer = layer_for_config(config, "neuron_layer_name")
     if references is None:
         context = DoraContext(config, layer, class_id, loaders or default_loaders(config, layer, class_id))
@@ -208,20 +223,20 @@ def _cache_key(config, layer, class_id):
 def cached_reference_set(config, class_id=None, force=False):
     """The reference set of the configured layer, from the preprocessing folder if computed before.
 
-    sAMS do not depend on the class, so one cache serves every class.
+    Real references of one class (``class_id``) are cached per class; sAMS refuse a class.
     """
     from utils.io import atomic_path
     from utils.paths import step_dir
 
+    check_class_id(config, class_id)
     layer = layer_for_config(config, "neuron_layer_name")
-    class_key = None if config.dora_reference == "sams" else class_id
-    name = f"dora_{layer}_{config.dora_reference}_{config.dora_aggregation}_{_cache_key(config, layer, class_key)}.pt"
+    name = f"dora_{layer}_{config.dora_reference}_{config.dora_aggregation}_{_cache_key(config, layer, class_id)}.pt"
     path = step_dir(config, "preprocessing") / name
     if path.is_file() and not force:
         saved = torch.load(path, weights_only=True)
         refs = {int(k): v for k, v in saved["references"].items()}
         return ReferenceSet(saved["matrix"].numpy(), refs, saved.get("signals")), path
-    context = DoraContext(config, layer, class_key, default_loaders(config, layer, class_key))
+    context = DoraContext(config, layer, class_id, default_loaders(config, layer, class_id))
     refs = reference_set(context)
     payload = {"matrix": torch.as_tensor(refs.activation_matrix),
                "references": {str(k): v for k, v in refs.references.items()}}

@@ -23,7 +23,8 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config_file", required=True, help="audit YAML config (utils.config.AuditConfig)")
     parser.add_argument("--class_id", type=int, default=None,
-                        help="class whose samples are real references (sAMS are class-agnostic)")
+                        help="dora_reference real_act / real_rel only: take the references from this class "
+                        "(refused with sams, which do not depend on a class)")
     return parser
 
 
