@@ -6,6 +6,8 @@ and foreground masks. Subclasses implement :meth:`load_raw` (channels first; ima
 in physical units such as mV).
 """
 import functools
+import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +61,13 @@ class BaseDataset(torch.utils.data.Dataset):
     def get_mask(self, idx, artifact):
         """Boolean mask of the pixels (or time steps) of ``artifact`` in sample ``idx``, or None."""
         return None
+
+    def identity(self):
+        """What identifies the content of this split beyond the config's settings (JSON-able), or
+        ``None`` when the settings alone decide it (generated data). Caches compare it to notice
+        that files on disk changed; wrappers return their base's."""
+        base = getattr(self, "base", None)
+        return base.identity() if isinstance(base, BaseDataset) else None
 
     # --- shared behaviour ---------------------------------------------------------------------
     @property
@@ -126,3 +135,11 @@ class DataSplits:
 
     def items(self):
         return [("train", self.train), ("val", self.val), ("test", self.test)]
+
+    def identity(self):
+        """A digest of the splits' :meth:`BaseDataset.identity`, or ``None`` for generated data."""
+        parts = {name: split.identity() for name, split in self.items()}
+        if all(part is None for part in parts.values()):
+            return None
+        text = json.dumps(parts, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -25,7 +25,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from datasets.files import (ImageReader, Table, annotations_from_files, build_splits, dataset_root,
+from datasets.files import (DataRoot, ImageReader, Table, annotations_from_files, build_splits, dataset_root,
                             numeric_columns, read_csv, resolve, seeded_split)
 from datasets.registry import register_dataset
 from utils.errors import UserError
@@ -87,7 +87,7 @@ def _pacemaker_annotations(path, keys):
                                                 "p_artifact": 0.1})
 def build_chexpert(img_size=224, seed=0, data_paths=(), target="Cardiomegaly", uncertain="zeros",
                    frontal_only=True, split_seed=0, pacemaker_labels=None, artifact_annotations=None,
-                   artifact_masks=None, skip_corrupt=False):
+                   artifact_masks=None, skip_corrupt=False, allow_outside_root=False):
     root = dataset_root(data_paths, "chexpert", "CheXpert")
     if uncertain not in UNCERTAIN_POLICIES:
         raise UserError(f"dataset 'chexpert': uncertain: '{uncertain}'; valid: {', '.join(UNCERTAIN_POLICIES)}")
@@ -108,4 +108,5 @@ def build_chexpert(img_size=224, seed=0, data_paths=(), target="Cardiomegaly", u
             _pacemaker_annotations(resolve(root, pacemaker_labels), keys)
     table = Table(keys, files, labels, seeded_split(len(keys), split_seed, groups=patients), annotations=annotations)
     return build_splits("chexpert", table.subset(keep), class_names, ImageReader(img_size), mean=MEAN, std=STD,
-                        multi_label=target == "all", skip_corrupt=skip_corrupt, mask_dir=resolve(root, artifact_masks))
+                        multi_label=target == "all", skip_corrupt=skip_corrupt, mask_dir=resolve(root, artifact_masks),
+                        data_root=DataRoot(root, [resolve(root, artifact_masks)], allow_outside_root))

@@ -7,7 +7,9 @@ unreadable ones if asked (``skip_corrupt``) and returns one :class:`FileSplit` p
 Errors a user can fix are one-line :class:`UserError` messages naming the file (and column, or
 sample) at fault, and pointing to the README's download section when the data is missing.
 """
+import hashlib
 import json
+import os
 import warnings
 import zlib
 from dataclasses import dataclass, field, replace
@@ -37,19 +39,21 @@ def layout_hint(readme_section):
 
 
 def dataset_root(data_paths, dataset, readme_section) -> Path:
-    """The data set's root folder: the first entry of ``data_paths``, which must exist."""
+    """The data set's root folder: the first entry of ``data_paths``, which must exist. A relative root
+    is relative to the current working directory (:func:`utils.paths.data_paths` resolves it once)."""
     where = layout_hint(readme_section)
     if not data_paths:
         raise UserError(f"dataset '{dataset}' needs its root folder: set 'data_paths' in the config or "
                         f"'data_paths.{dataset}' in config_files/local_config.yaml ({where})")
-    root = Path(data_paths[0]).expanduser()
+    root = Path(data_paths[0]).expanduser().absolute()
     if not root.is_dir():
         raise UserError(f"dataset '{dataset}': data root not found: {root} ({where})")
     return root
 
 
 def resolve(root, path) -> Path | None:
-    """An option's path: absolute, or relative to the data root; ``None`` stays ``None``."""
+    """An option's path: absolute, or relative to the data root; ``None`` stays ``None``. Give it the
+    option's value as written, never a path already joined with the root."""
     if path is None:
         return None
     path = Path(path).expanduser()
@@ -76,9 +80,39 @@ def read_csv(path, columns, readme_section=None, **kwargs) -> pd.DataFrame:
     return frame
 
 
-def read_image(path, size) -> torch.Tensor:
-    """RGB image ``(3, size, size)`` in [0, 1]; grayscale images are repeated to three channels."""
+# Pillow modes of single-channel images with more than 8 bits (16-bit PNG/TIFF, 32-bit integer, float)
+HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+_COMMON_DEPTHS = (8, 10, 12, 14, 16)
+
+
+def full_scale(peak, mode, bit_depth=None) -> float:
+    """The value that maps to 1.0 in a high-bit-depth grayscale image.
+
+    ``bit_depth`` given: ``2**bit_depth - 1``. Otherwise the image's real range: the smallest common
+    detector depth (8, 10, 12, 14 or 16 bits) that holds its largest value, so a 12-bit X-ray stored in
+    a 16-bit PNG (values 0-4095) spans [0, 1] instead of a dark tenth of it; a float image already in
+    [0, 1] stays as it is. Being per image, this may scale two images of one data set differently when
+    their maxima fall in different depths: ``bit_depth`` fixes one scale for all.
+    """
+    if bit_depth is not None:
+        return float(2 ** int(bit_depth) - 1)
+    if mode == "F" and peak <= 1.0:
+        return 1.0
+    return float(next((2**b - 1 for b in _COMMON_DEPTHS if peak <= 2**b - 1), peak))
+
+
+def read_image(path, size, bit_depth=None) -> torch.Tensor:
+    """RGB image ``(3, size, size)`` in [0, 1]; grayscale images are repeated to three channels.
+
+    8-bit images are divided by 255; 16-bit, 12-bit and other high-depth grayscale images (PNG, TIFF)
+    by their full scale (:func:`full_scale`), never clipped to 8 bits.
+    """
     with Image.open(path) as image:
+        if image.mode in HIGH_DEPTH_MODES:
+            gray = image.convert("F")
+            scale = full_scale(float(np.asarray(gray).max(initial=0.0)), image.mode, bit_depth)
+            gray = np.asarray(gray.resize((size, size), Image.BILINEAR), dtype=np.float32) / scale
+            return torch.from_numpy(np.clip(gray, 0.0, 1.0)).expand(3, size, size).contiguous()
         image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster for big files
         image = image.convert("RGB").resize((size, size), Image.BILINEAR)
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
@@ -95,15 +129,18 @@ def read_mask(path, size) -> torch.Tensor:
 
 
 class ImageReader:
-    """Reads image files at one size (the reader of every image data set)."""
+    """Reads image files at one size (the reader of every image data set); ``bit_depth``: the depth of
+    high-bit-depth grayscale images (default: each image's real range, see :func:`full_scale`)."""
 
     modality = "image"
 
-    def __init__(self, size):
-        self.size = size
+    def __init__(self, size, bit_depth=None):
+        if bit_depth is not None and not (isinstance(bit_depth, int) and 1 <= bit_depth <= 32):
+            raise UserError(f"dataset_options 'bit_depth': a whole number of bits from 1 to 32, got {bit_depth!r}")
+        self.size, self.bit_depth = size, bit_depth
 
     def __call__(self, path):
-        return read_image(path, self.size)
+        return read_image(path, self.size, self.bit_depth)
 
     @staticmethod
     def exists(path):
@@ -116,7 +153,8 @@ class Table:
     """What a file-based data set knows about its samples, before splitting.
 
     ``keys`` name the mask files of a sample (``<masks>/<artifact>/<key>.png``,
-    ``<foreground>/<key>.png``); ``annotations`` maps an artifact to a boolean array.
+    ``<foreground>/<key>.png``); ``annotations`` maps an artifact to a boolean array; ``rows`` says
+    where each sample was listed, for error messages (e.g. ``labels.csv line 5``; default: its id).
     """
 
     ids: list
@@ -125,9 +163,11 @@ class Table:
     split: np.ndarray
     keys: list = None
     annotations: dict = field(default_factory=dict)
+    rows: list = None
 
     def __post_init__(self):
         self.keys = list(self.ids) if self.keys is None else list(self.keys)
+        self.rows = [f"sample '{i}'" for i in self.ids] if self.rows is None else list(self.rows)
         self.split, self.labels = np.asarray(self.split, dtype=object), np.asarray(self.labels)
 
     def __len__(self):
@@ -139,7 +179,8 @@ class Table:
         pick = np.flatnonzero(keep)
         return replace(self, ids=[self.ids[i] for i in pick], files=[self.files[i] for i in pick],
                        labels=self.labels[keep], split=self.split[keep], keys=[self.keys[i] for i in pick],
-                       annotations={a: np.asarray(v, dtype=bool)[keep] for a, v in self.annotations.items()})
+                       annotations={a: np.asarray(v, dtype=bool)[keep] for a, v in self.annotations.items()},
+                       rows=[self.rows[i] for i in pick])
 
 
 def seeded_split(n, seed=0, strata=None, groups=None, fractions=SPLIT_FRACTIONS):
@@ -210,20 +251,69 @@ def annotations_from_files(root, json_path, mask_dir, ids, keys, dataset):
     return annotations
 
 
+class DataRoot:
+    """Where a data set's files may be: inside its root folder, after ``..``, absolute paths and
+    symbolic links are resolved, or inside a folder an option of the config names explicitly
+    (``allowed``). A file elsewhere is refused with one line naming where it was listed, unless
+    ``allow_outside_root`` (the opt-in for people who keep their images on another disk)."""
+
+    def __init__(self, root, allowed=(), allow_outside_root=False):
+        if not isinstance(allow_outside_root, bool):
+            raise UserError(f"dataset_options 'allow_outside_root': true or false, got {allow_outside_root!r}")
+        self.root, self.allow = Path(root), allow_outside_root
+        self.real = [Path(folder).resolve() for folder in (root, *allowed) if folder is not None]
+
+    def check(self, path, where, what="file"):
+        """Raise unless ``path`` (listed at ``where``, e.g. ``labels.csv line 5``) stays inside the root."""
+        if self.allow:
+            return
+        real = Path(path).resolve()
+        if not any(real.is_relative_to(folder) for folder in self.real):
+            raise UserError(f"{where}: {what} {path} resolves to {real}, outside the data root {self.root} "
+                            "(dataset_options allow_outside_root: true reads files elsewhere)")
+
+
+def _stat(path):
+    try:
+        stat = os.stat(path)
+        return [stat.st_size, stat.st_mtime_ns]
+    except OSError:
+        return None
+
+
 class FileSplit(BaseDataset):
     """One split of a data set on disk: samples are files read by ``reader``.
 
     Any failure to read a sample becomes a one-line :class:`UserError` naming the sample and the
-    file, so a run never stops half-way through a split without saying what broke.
+    file, so a run never stops half-way through a split without saying what broke. Mask files are
+    checked against ``data_root`` (:class:`DataRoot`) when read.
     """
 
     def __init__(self, dataset, split, table: Table, class_names, reader, mean, std, multi_label=False,
-                 augment=False, mask_dir=None, foreground_dir=None):
+                 augment=False, mask_dir=None, foreground_dir=None, data_root=None):
         super().__init__(split, class_names, table.ids, table.labels, mean, std, augment, multi_label)
         self.dataset, self.files, self.keys, self.reader = dataset, list(table.files), table.keys, reader
         self.modality = reader.modality
         self.annotations = dict(table.annotations)
-        self.mask_dir, self.foreground_dir = mask_dir, foreground_dir
+        self.mask_dir, self.foreground_dir, self.data_root = mask_dir, foreground_dir, data_root
+
+    def identity(self):
+        """Ids, labels, annotations and the size and modification time of every file (samples and masks):
+        a changed, added or replaced file changes it."""
+        masks = {artifact: [_stat(self.mask_dir / artifact / f"{key}.png") if self.mask_dir else None
+                            for key, has in zip(self.keys, flags) if has]
+                 for artifact, flags in self.annotations.items()}
+        foreground = [_stat(self.foreground_dir / f"{key}.png") for key in self.keys] if self.foreground_dir else None
+        content = {"ids": self.sample_ids, "labels": np.asarray(self.labels).tolist(),
+                   "files": [_stat(f) for f in self.files], "masks": masks, "foreground": foreground,
+                   "annotations": {a: np.flatnonzero(v).tolist() for a, v in self.annotations.items()}}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _mask_file(self, folder, idx, what):
+        path = folder / f"{self.keys[idx]}.png"
+        if self.data_root is not None:
+            self.data_root.check(path, f"dataset '{self.dataset}', {self.split} sample '{self.sample_ids[idx]}'", what)
+        return path
 
     def load_raw(self, idx):
         try:
@@ -251,13 +341,13 @@ class FileSplit(BaseDataset):
         size = self.reader.size
         if not self.annotations[artifact][idx]:
             return torch.zeros(size, size, dtype=torch.bool)
-        path = self.mask_dir / artifact / f"{self.keys[idx]}.png" if self.mask_dir else None
+        path = self._mask_file(self.mask_dir / artifact, idx, "mask") if self.mask_dir else None
         return read_mask(path, size) if path is not None and path.is_file() else None
 
     def get_foreground_mask(self, idx):
         if self.foreground_dir is None:
             return None
-        path = self.foreground_dir / f"{self.keys[idx]}.png"
+        path = self._mask_file(self.foreground_dir, idx, "foreground mask")
         return read_mask(path, self.reader.size) if path.is_file() else None
 
 
@@ -283,11 +373,29 @@ def _drop_unusable(dataset, table, reader, skip_corrupt):
     return table.subset(~broken)
 
 
+def check_unique_ids(dataset, table: Table):
+    """One sample id per row: an id listed twice (in one split or in two, which leaks test samples into
+    training) names both rows."""
+    first = {}
+    for sample_id, row, split in zip(table.ids, table.rows, table.split):
+        if sample_id in first:
+            row_a, split_a = first[sample_id]
+            where = f"in split '{split}' twice" if split == split_a else f"in splits '{split_a}' and '{split}'"
+            raise UserError(f"dataset '{dataset}': sample '{sample_id}' is listed {where} ({row_a} and {row}); "
+                            "each sample must appear once")
+        first[sample_id] = (row, split)
+
+
 def build_splits(dataset, table: Table, class_names, reader, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                 multi_label=False, skip_corrupt=False, mask_dir=None, foreground_dir=None):
-    """One :class:`FileSplit` per split of ``table`` (files checked; training split augmented)."""
+                 multi_label=False, skip_corrupt=False, mask_dir=None, foreground_dir=None, data_root=None):
+    """One :class:`FileSplit` per split of ``table`` (ids unique, files inside ``data_root`` (a
+    :class:`DataRoot`) and present; training split augmented)."""
     if len(table) == 0:
         raise UserError(f"dataset '{dataset}': no samples left (check the files and dataset_options)")
+    check_unique_ids(dataset, table)
+    if data_root is not None:
+        for path, row in zip(table.files, table.rows):
+            data_root.check(path, row, "file")
     table = _drop_unusable(dataset, table, reader, skip_corrupt)
     splits = {}
     for split in SPLITS:
@@ -295,7 +403,8 @@ def build_splits(dataset, table: Table, class_names, reader, mean=IMAGENET_MEAN,
         if len(part) == 0:
             raise UserError(f"dataset '{dataset}': split '{split}' is empty ({len(table)} samples in all)")
         splits[split] = FileSplit(dataset, split, part, class_names, reader, mean, std, multi_label,
-                                  augment=split == "train", mask_dir=mask_dir, foreground_dir=foreground_dir)
+                                  augment=split == "train", mask_dir=mask_dir, foreground_dir=foreground_dir,
+                                  data_root=data_root)
     return splits
 
 

@@ -12,8 +12,8 @@ disease = classification ``pathological-findings``) or ``finding`` (one class pe
 """
 import numpy as np
 
-from datasets.files import (ImageReader, Table, annotations_from_files, build_splits, dataset_root, read_csv,
-                            resolve, seeded_split)
+from datasets.files import (DataRoot, ImageReader, Table, annotations_from_files, build_splits, dataset_root,
+                            read_csv, resolve, seeded_split)
 from datasets.registry import register_dataset
 from utils.errors import UserError
 
@@ -37,7 +37,7 @@ def _organ_folder(value, csv_path, row):
 @register_dataset("hyper_kvasir", attacked_default={"artifact_type": "timestamp", "attacked_classes": ["disease"],
                                                     "p_artifact": 0.1})
 def build_hyper_kvasir(img_size=224, seed=0, data_paths=(), task="disease", findings=None, split_seed=0,
-                       artifact_annotations=None, artifact_masks=None, skip_corrupt=False):
+                       artifact_annotations=None, artifact_masks=None, skip_corrupt=False, allow_outside_root=False):
     root = dataset_root(data_paths, "hyper_kvasir", "HyperKvasir")
     if task not in TASKS:
         raise UserError(f"dataset 'hyper_kvasir': task: '{task}'; valid: {', '.join(TASKS)}")
@@ -64,4 +64,5 @@ def build_hyper_kvasir(img_size=224, seed=0, data_paths=(), task="disease", find
     annotations = annotations_from_files(root, artifact_annotations, artifact_masks, ids, ids, "hyper_kvasir")
     table = Table(ids, files, labels, split, annotations=annotations)
     return build_splits("hyper_kvasir", table, class_names, ImageReader(img_size), skip_corrupt=skip_corrupt,
-                        mask_dir=resolve(root, artifact_masks))
+                        mask_dir=resolve(root, artifact_masks),
+                        data_root=DataRoot(root, [resolve(root, artifact_masks)], allow_outside_root))

@@ -12,8 +12,8 @@ given by ``split_file`` (CSV ``image,split``). Artifact annotations are optional
 """
 import numpy as np
 
-from datasets.files import (ImageReader, Table, annotations_from_files, build_splits, dataset_root, layout_hint,
-                            numeric_columns, read_csv, resolve, seeded_split, split_from_file)
+from datasets.files import (DataRoot, ImageReader, Table, annotations_from_files, build_splits, dataset_root,
+                            layout_hint, numeric_columns, read_csv, resolve, seeded_split, split_from_file)
 from datasets.registry import register_dataset
 from utils.errors import UserError
 
@@ -25,7 +25,7 @@ IMAGE_FOLDERS = ("ISIC_2019_Training_Input", "Train")
 @register_dataset("isic", attacked_default={"artifact_type": "microscope", "attacked_classes": ["MEL"],
                                             "p_artifact": 0.2})
 def build_isic(img_size=224, seed=0, data_paths=(), split_seed=0, split_file=None, artifact_annotations=None,
-               artifact_masks=None, skip_corrupt=False):
+               artifact_masks=None, skip_corrupt=False, allow_outside_root=False):
     root = dataset_root(data_paths, "isic", "ISIC 2019")
     csv_path = root / GROUND_TRUTH
     frame = read_csv(csv_path, ["image", *CLASS_NAMES, "UNK"], "ISIC 2019", dtype={"image": str})
@@ -45,4 +45,5 @@ def build_isic(img_size=224, seed=0, data_paths=(), split_seed=0, split_file=Non
     annotations = annotations_from_files(root, artifact_annotations, artifact_masks, ids, ids, "isic")
     table = Table(ids, [folder / f"{i}.jpg" for i in ids], labels, split, annotations=annotations)
     return build_splits("isic", table, CLASS_NAMES, ImageReader(img_size), skip_corrupt=skip_corrupt,
-                        mask_dir=resolve(root, artifact_masks))
+                        mask_dir=resolve(root, artifact_masks),
+                        data_root=DataRoot(root, [resolve(root, artifact_masks)], allow_outside_root))

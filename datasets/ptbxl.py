@@ -16,7 +16,8 @@ import ast
 
 import numpy as np
 
-from datasets.files import Table, annotations_from_files, build_splits, dataset_root, numeric_columns, read_csv
+from datasets.files import (DataRoot, Table, annotations_from_files, build_splits, dataset_root, numeric_columns,
+                            read_csv)
 from datasets.registry import register_dataset
 from datasets.signals import SIGNAL_MEAN, SIGNAL_STD, WfdbReader
 from utils.errors import UserError
@@ -51,7 +52,7 @@ def _parse_codes(text, path, ecg_id):
                   attacked_default={"artifact_type": "defective_lead", "attacked_classes": ["LVH"], "p_artifact": 0.5,
                                     "dataset_options": {"label_level": "subclass"}})
 def build_ptbxl(img_size=None, seed=0, data_paths=(), sampling_rate=100, label_level="superclass",
-                artifact_annotations=None, skip_corrupt=False):
+                artifact_annotations=None, skip_corrupt=False, allow_outside_root=False):
     """``img_size`` is unused: records keep their length."""
     root = dataset_root(data_paths, "ptbxl", "PTB-XL")
     if sampling_rate not in FILE_COLUMNS:
@@ -85,4 +86,4 @@ def build_ptbxl(img_size=None, seed=0, data_paths=(), sampling_rate=100, label_l
     table = Table(ids, files, labels, split, annotations=annotations)
     reader = WfdbReader(n_samples=RECORD_SECONDS * sampling_rate)
     return build_splits("ptbxl", table, class_names, reader, mean=SIGNAL_MEAN, std=SIGNAL_STD, multi_label=True,
-                        skip_corrupt=skip_corrupt)
+                        skip_corrupt=skip_corrupt, data_root=DataRoot(root, allow_outside_root=allow_outside_root))

@@ -12,6 +12,7 @@ import time
 
 from utils.cli import main_entry
 from utils.config import load_config, save_resolved_config
+from utils.locks import folder_lock
 from utils.paths import step_dir
 from utils.pipeline import steps as _steps  # noqa: F401  (registers the steps)
 from utils.pipeline.config import PipelineConfig
@@ -30,10 +31,11 @@ def build_parser():
 def run(config_file, from_step=None, only=None, log=print):
     config = load_config(config_file, PipelineConfig)
     root = step_dir(config, "pipeline")
-    save_resolved_config(config, root)
-    ctx = Context(config=config, root=root)
-    start = time.time()
-    results = run_steps(ctx, from_step=from_step, only=only, log=log)
+    with folder_lock(root):  # one pipeline per folder: a second one stops at once, naming this one
+        save_resolved_config(config, root)
+        ctx = Context(config=config, root=root)
+        start = time.time()
+        results = run_steps(ctx, from_step=from_step, only=only, log=log)
     log(f"\nfinished in {time.time() - start:.0f} s; report: {root / 'report.html'}")
     headline = results.get("report", {}).get("headline", [])
     if headline:

@@ -26,13 +26,16 @@ from tqdm import tqdm
 
 from datasets import get_dataset_from_config
 from model_training.losses import build_loss
+from model_training.resume import resume_mismatch
 from models import get_model, get_model_spec
-from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from utils.config import save_resolved_config
 from utils.device import autocast, mixed_precision_enabled
 from utils.distributed import RankBatchSampler, get_context, global_batches, training_device
 from utils.errors import UserError
+from utils.identity import file_identity
 from utils.io import write_json, write_text
+from utils.locks import folder_lock
 from utils.metrics import evaluate, evaluate_subsets
 from utils.paths import step_dir
 from utils.wandb_logging import RunLogger
@@ -50,6 +53,29 @@ def training_dir(config):
 
 def best_checkpoint_path(config) -> Path:
     return step_dir(config, "training", create=False) / "checkpoints" / "best.pt"
+
+
+# what a last.pt must hold to be continued
+RESUME_KEYS = ("optimizer_state_dict", "scheduler_state_dict", "history", "epoch", "torch_rng_state")
+
+
+def training_inputs(config, splits) -> dict:
+    """The identities of what a training run reads besides its settings: the data's content (files on disk;
+    ``None`` for generated data, which the settings decide) and the ``pretrained_weights`` file."""
+    inputs = {"data": splits.identity()}
+    if getattr(config, "pretrained_weights", None):
+        inputs["pretrained_weights"] = file_identity(config.pretrained_weights)
+    return inputs
+
+
+def resume_problems(config, splits, out_dir=None, inputs=None):
+    """``None`` when ``out_dir`` (default: the config's training folder) holds no stopped run, else the
+    list of reasons why ``config`` cannot continue it (empty: it can). ``inputs``: see :class:`Trainer`."""
+    last = Path(out_dir or training_dir(config)) / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return None
+    checkpoint = load_checkpoint(last)
+    return resume_mismatch(checkpoint, config, {**training_inputs(config, splits), **(inputs or {})})
 
 
 def training_seed(config) -> int:
@@ -73,7 +99,11 @@ class Validation:
 
 
 class Trainer:
-    def __init__(self, config, out_dir=None, model=None, splits=None):
+    """``inputs``: identities of what the run reads besides its settings and its data (e.g. a correction's
+    original checkpoint); they are stored in every checkpoint, and :meth:`resume` refuses a run whose
+    settings or inputs differ (:mod:`model_training.resume`)."""
+
+    def __init__(self, config, out_dir=None, model=None, splits=None, inputs=None):
         self.config = config
         self.dist = get_context(config.device)
         self.device = training_device(self.dist, config.device)
@@ -83,6 +113,7 @@ class Trainer:
         np.random.seed(self.seed)
         self.splits = splits or get_dataset_from_config(config)
         self.splits.train.augment = config.augment
+        self.inputs = {**training_inputs(config, self.splits), **(inputs or {})}
         self.model = model or get_model(config.model_name, self.splits.n_classes, img_size=config.img_size,
                                         in_channels=self.splits.train.load_raw(0).shape[0],
                                         pretrained_weights=config.pretrained_weights)
@@ -110,19 +141,35 @@ class Trainer:
                         self.config.model_dump(mode="json"), epoch=epoch,
                         optimizer_state_dict=self.optimizer.state_dict(),
                         scheduler_state_dict=self.scheduler.state_dict(), history=self.history,
-                        best_key=self.best_key, best_epoch=self.best_epoch, torch_rng_state=torch.get_rng_state())
+                        best_key=self.best_key, best_epoch=self.best_epoch, torch_rng_state=torch.get_rng_state(),
+                        inputs=self.inputs)
 
-    def resume(self):
-        checkpoint = load_checkpoint(self.ckpt_dir / "last.pt")
-        self.model.load_state_dict(checkpoint["model_state_dict"])
-        self.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
-        self.scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
+    def resume(self, strict=True):
+        """Continue the run saved in ``last.pt``. When it was run with other settings or inputs: with
+        ``strict``, stop with one line naming every difference; else return ``False`` (start afresh)."""
+        path = self.ckpt_dir / "last.pt"
+        checkpoint = load_checkpoint(path, required=RESUME_KEYS,
+                                     what="a last.pt written by training (optimizer, scheduler, history, epoch)")
+        problems = resume_mismatch(checkpoint, self.config, self.inputs)
+        if problems:
+            if not strict:
+                return False
+            raise UserError(f"cannot resume {self.out_dir}: it holds a run of other settings or inputs: "
+                            f"{'; '.join(problems)}; pass --overwrite to start again, or choose another config_name")
+        load_weights(self.model, checkpoint["model_state_dict"], path)
+        try:
+            self.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+            self.scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise UserError(f"checkpoint {path}: its optimizer or scheduler state does not fit this run "
+                            f"({str(err).splitlines()[0]}); pass --overwrite to start again") from None
         self.history = list(checkpoint["history"])
         self.start_epoch = int(checkpoint["epoch"])
         self.best_key, self.best_epoch = checkpoint.get("best_key"), checkpoint.get("best_epoch")
         if self.best_key is None and "best_val_accuracy" in checkpoint:  # written before keys were general
             self.best_key = [float(checkpoint["best_val_accuracy"])]
         torch.set_rng_state(checkpoint["torch_rng_state"])
+        return True
 
     # --- loop ----------------------------------------------------------------------------------
     def _loader(self, epoch):
@@ -201,8 +248,16 @@ class Trainer:
 
 
 def run_training(config, resume=False, overwrite=False):
-    """Train ``config``'s model; returns the output folder and the test metrics per subset."""
+    """Train ``config``'s model; returns the output folder and the test metrics per subset.
+
+    The folder is locked for the run (:mod:`utils.locks`): a second run on it stops at once. ``resume``
+    continues a stopped run of the same settings and inputs only (epochs may grow)."""
     out_dir = training_dir(config)
+    with folder_lock(out_dir, enabled=get_context(config.device).is_main):
+        return _run_training(config, out_dir, resume, overwrite)
+
+
+def _run_training(config, out_dir, resume, overwrite):
     last = out_dir / "checkpoints" / "last.pt"
     has_last = get_context(config.device).same_on_all_ranks(last.exists(), f"whether {last} exists")
     if has_last and not (resume or overwrite):

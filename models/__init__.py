@@ -9,8 +9,9 @@ from torch import nn
 
 from models.registry import ModelSpec, get_model_spec, list_models, register_model
 from models import tiny, vgg, resnet, vit, ecg  # noqa: F401  (registration side effects)
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import load_checkpoint, load_weights
 from utils.errors import UserError
+from utils.missing_checkpoint import require_checkpoint
 
 __all__ = ["get_model", "get_model_for_config", "get_model_spec", "layer_for_config", "list_models",
            "register_model", "ModelSpec"]
@@ -34,7 +35,7 @@ def get_model(name, n_classes, ckpt_path=None, img_size=64, in_channels=3, pretr
             raise UserError(
                 f"checkpoint {ckpt_path} is for model '{checkpoint.get('model_name')}' with "
                 f"{checkpoint.get('n_classes')} classes, expected '{name}' with {n_classes} classes")
-        model.load_state_dict(checkpoint["model_state_dict"])
+        load_weights(model, checkpoint["model_state_dict"], ckpt_path)
     model.model_name = name
     model.eval()
     return model
@@ -51,7 +52,12 @@ def _load_backbone_weights(model, path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"pretrained_weights: file not found: {path.resolve()}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file
+        raise UserError(f"pretrained_weights: cannot read {path}: {type(err).__name__}") from None
+    if not isinstance(state, dict):
+        raise UserError(f"pretrained_weights: {path} holds no state dict (a mapping of layer names to tensors)")
     state = state.get("model_state_dict", state)
     own = model.state_dict()
     compatible = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
@@ -62,6 +68,7 @@ def _load_backbone_weights(model, path):
 
 def get_model_for_config(config, n_classes, in_channels=3):
     """The model a step's config audits: ``model_name`` with the weights of ``ckpt_path``."""
+    require_checkpoint(config)  # a missing checkpoint: the error names the command that trains it
     return get_model(config.model_name, n_classes, ckpt_path=config.ckpt_path, img_size=config.img_size,
                      in_channels=in_channels)
 

@@ -86,3 +86,15 @@ def train_tiny_vgg(split, img_size, ckpt, epochs, milestones=(), finish=None):
     if finish is not None:
         finish(model, x)
     save_checkpoint(ckpt, model.eval(), "tiny_vgg", 2)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault-injection suite's figures: kill points tried per step and how many resumed identically."""
+    from tests.reliability.harness import KILL_RESULTS
+
+    if not KILL_RESULTS:
+        return
+    terminalreporter.section("kill -9 trials (tests/reliability)")
+    for step, points in KILL_RESULTS.items():
+        terminalreporter.write_line(f"{step}: {len(points['tried'])} kill points tried, {len(points['identical'])} "
+                                    f"resumed to identical outputs (events {', '.join(map(str, points['tried']))})")

@@ -3,7 +3,7 @@ import argparse
 import functools
 import sys
 
-from utils.errors import UserError
+from utils.errors import UserError, worker_message
 
 
 def config_parser(description: str) -> argparse.ArgumentParser:
@@ -21,10 +21,20 @@ def main_entry(func):
         try:
             return func(*args, **kwargs)
         except UserError as err:
-            print(str(err).splitlines()[0] if str(err) else type(err).__name__, file=sys.stderr)
-            sys.exit(2)
+            _exit_with(str(err) or type(err).__name__)
+        except RuntimeError as err:
+            # a UserError subclass that torch could not rebuild from a worker's text arrives as RuntimeError
+            message = worker_message(str(err))
+            if message is None:
+                raise
+            _exit_with(message)
         except KeyboardInterrupt:
             print("interrupted; completed outputs are kept and the step can be resumed", file=sys.stderr)
             sys.exit(130)
 
     return wrapper
+
+
+def _exit_with(message):
+    print(message.splitlines()[0], file=sys.stderr)
+    sys.exit(2)

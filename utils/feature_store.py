@@ -51,7 +51,11 @@ class StoreWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if force and self.path.exists():
             self.path.unlink()
-        self.file = h5py.File(self.path, "a")
+        try:
+            self.file = h5py.File(self.path, "a")
+        except BlockingIOError:  # HDF5's own lock: another process reads or writes it
+            raise UserError(f"{self.path} is open in another process; close it (or wait for that run) and try "
+                            "again") from None
         if self.file.attrs.get("complete") and not force:
             self.n_done = int(self.file.attrs["n_samples"])
         else:
@@ -200,3 +204,15 @@ class FeatureStore:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def store_identity(path) -> dict | None:
+    """A finished store's identity: the fingerprint of the settings it was computed with (a store's
+    content is a function of them); ``None`` for an unfinished or unreadable file."""
+    try:
+        with h5py.File(path, "r") as handle:
+            if not handle.attrs.get("complete"):
+                return None
+            return {"fingerprint": str(handle.attrs.get("fingerprint")), "n_samples": int(handle.attrs["n_samples"])}
+    except OSError:
+        return None

@@ -38,9 +38,16 @@ def step_dir(config, step, create=True) -> Path:
 
 
 def data_paths(config) -> list:
-    """The config's ``data_paths``, else ``data_paths.<dataset>`` of the local config."""
+    """The config's ``data_paths``, else ``data_paths.<dataset>`` of the local config, as absolute paths.
+
+    A relative path, in a config or in the local config, is relative to the current working directory
+    (the repository root, where every command runs) and is resolved here, once: the data set loaders
+    receive absolute roots and resolve their options' relative paths against those.
+    """
     if config.data_paths:
-        return list(config.data_paths)
-    base = config.dataset_name.removesuffix("_attacked")
-    paths = (local_config().get("data_paths") or {}).get(base, [])
-    return [paths] if isinstance(paths, str) else list(paths)
+        paths = list(config.data_paths)
+    else:
+        base = config.dataset_name.removesuffix("_attacked")
+        paths = (local_config().get("data_paths") or {}).get(base, [])
+        paths = [paths] if isinstance(paths, str) else list(paths)
+    return [str(Path(p).expanduser().absolute()) for p in paths]

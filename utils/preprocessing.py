@@ -28,7 +28,10 @@ from models import get_model_spec
 from utils.distributed import DistContext, get_context, training_device
 from utils.errors import UserError
 from utils.feature_store import StoreWriter, merge_shards, remove_shards, shard_paths, store_path
+from utils.locks import folder_lock
 from utils.lrp.attribution import get_attributor
+from utils.paths import step_dir
+from utils.missing_checkpoint import require_checkpoint
 
 EPS = 1e-12
 
@@ -138,6 +141,9 @@ def _existing_state(path):
     try:
         with h5py.File(path, "r") as handle:
             return bool(handle.attrs.get("complete")), handle.attrs.get("fingerprint")
+    except BlockingIOError:
+        # HDF5's own file lock: another process has the store open (never a crash): leave it alone
+        raise UserError(f"{path} is open in another process; close it (or wait for that run) and try again") from None
     except OSError:  # a file truncated by a crash while its header was written
         return False, None
 
@@ -322,8 +328,7 @@ def preprocess(config, splits=None, force=False, on_batch=None, progress=True):
 
     if not config.ckpt_path:
         raise UserError("'ckpt_path': preprocessing needs the checkpoint of the model under audit")
-    if not Path(config.ckpt_path).is_file():
-        raise UserError(f"'ckpt_path': checkpoint not found: {Path(config.ckpt_path).resolve()}")
+    require_checkpoint(config)
     context = get_context(config.device)
     data = get_dataset_from_config(config)
     in_channels = data.train.load_raw(0).shape[0]
@@ -331,9 +336,11 @@ def preprocess(config, splits=None, force=False, on_batch=None, progress=True):
     runner = Preprocessor(config, model, training_device(context, config.device), on_batch=on_batch,
                           progress=progress and context.is_main)
     names = splits or config.splits
-    if context.enabled:
-        return preprocess_distributed(runner, data, names, force, context)
-    return [runner.run_split(data.get(split), split, force=force) for split in names]
+    # one run per store folder: a second run would continue (or replace) the files this one writes
+    with folder_lock(step_dir(config, "preprocessing"), enabled=context.is_main):
+        if context.enabled:
+            return preprocess_distributed(runner, data, names, force, context)
+        return [runner.run_split(data.get(split), split, force=force) for split in names]
 
 
 # how often rank 0 looks for the other ranks' finished shards

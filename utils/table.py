@@ -1,7 +1,12 @@
 """Plain-text and markdown tables for the results every step prints at the end."""
 
 
+MISSING = "—"  # a number that is not there: None (null in strict JSON) or NaN
+
+
 def _fmt(value):
+    if value is None or (isinstance(value, float) and value != value):
+        return MISSING
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
     return str(value)

@@ -1,5 +1,12 @@
-"""Optional Weights & Biases logging; a no-op unless ``wandb_enabled`` (offline mode needs no network)."""
+"""Optional Weights & Biases logging; a no-op unless ``wandb_enabled`` (offline mode needs no network).
+
+The API key (``wandb_api_key`` in the config, or ``WANDB_API_KEY`` in the environment) is handed to
+W&B through the environment of this process and only for online runs, which need it; the run config
+W&B stores shows it redacted (:mod:`utils.secrets`).
+"""
 import os
+
+from utils.secrets import redact, secret_value
 
 
 class RunLogger:
@@ -9,10 +16,11 @@ class RunLogger:
             return
         import wandb
 
-        if config.wandb_api_key:
-            os.environ.setdefault("WANDB_API_KEY", config.wandb_api_key)
+        key = secret_value(config.wandb_api_key)
+        if key and not config.wandb_offline:
+            os.environ.setdefault("WANDB_API_KEY", key)
         self.run = wandb.init(project=config.wandb_project_name or "shortcutlab", name=config.config_name,
-                              config=config.model_dump(mode="json"), dir=str(out_dir),
+                              config=redact(config.model_dump(mode="json")), dir=str(out_dir),
                               mode="offline" if config.wandb_offline else "online", reinit=True)
 
     def log(self, metrics, step=None):

@@ -31,6 +31,9 @@ CONFIGS = ROOT / "config_files"
 SHARED = set(BaseConfig.model_fields) - {"config_name", "ckpt_path", "output_dir"}
 # the pipeline trains (or loads) its own model and passes its checkpoint to every later step
 NOT_COPIED = {"ckpt_path", "output_dir", "config_name"}
+# the pipeline's annotate step decides where the CAV's labels come from: its reviewer's decisions
+# (annotation.simulate) or the recorded annotation_file, never the per-step config's cav_labels
+NOT_COPIED_TO_AUDIT = {"cav_labels"}
 # keys every correction run of a pipeline shares (fine-tuning schedule, evaluation sample cap)
 COMMON_MITIGATION_KEYS = ("optimizer", "lr", "num_epochs", "milestones", "eval_max_samples", "eval_splits",
                           "max_clean_drop")
@@ -81,6 +84,12 @@ def _split(config):
     return shared, own
 
 
+def _audit(relative):
+    """(shared keys, audit section) of a per-step audit config."""
+    shared, own = _split(_read(relative))
+    return shared, {k: v for k, v in own.items() if k not in NOT_COPIED_TO_AUDIT}
+
+
 def _mitigation(spec):
     """(keys every run shares, one dict per run) from the named configs of a mitigation grid."""
     per_run = SHARED - {"layer_name"}  # a correction's layer is its own; the data and model keys are the pipeline's
@@ -93,7 +102,7 @@ def _mitigation(spec):
 
 def synth_derm():
     shared, training = _split(_read(SYNTH_DERM["training"]))
-    audit_shared, audit = _split(_read(SYNTH_DERM["audit"]))
+    audit_shared, audit = _audit(SYNTH_DERM["audit"])
     common, runs = _mitigation(SYNTH_DERM)
     header = "The default audit (make demo): the band-aid shortcut of the embedded dermoscopy data"
     return header, {**shared, **audit_shared, "training": training, "audit": audit,
@@ -113,7 +122,7 @@ def synth_ecg():
 
 def image_folder():
     shared, training = _split(_read(IMAGE_FOLDER["training"]))
-    audit_shared, audit = _split(_read(IMAGE_FOLDER["audit_from"]))
+    audit_shared, audit = _audit(IMAGE_FOLDER["audit_from"])
     audit_shared.pop("dataset_name")
     _, derm = synth_derm()
     header = ("Your own images (dataset_name: image_folder; root from data_paths.image_folder in "

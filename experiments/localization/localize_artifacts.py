@@ -6,9 +6,10 @@ Writes ``<output>/localization/<dataset>/<model>/<config>/<artifact>/``: ``masks
 (uint8 0/255; signals ``.npy``), ``heatmaps/<id>.npy``, ``index.json``, ``cav.json``,
 ``masks_overview.png``, ``config.yaml``.
 """
+from experiments.localization.common import relocalize
 from experiments.sample_retrieval.common import add_artifact_argument, prepare
-from utils.bias.localize import localize
 from utils.cli import config_parser, main_entry
+from utils.locks import folder_lock
 from utils.table import format_table
 
 
@@ -16,7 +17,8 @@ from utils.table import format_table
 def main(argv=None):
     parser = add_artifact_argument(config_parser(__doc__.splitlines()[0]))
     ctx = prepare(parser.parse_args(argv), "localization")
-    index = localize(ctx.config, ctx.splits, ctx.layer, ctx.artifact, ctx.out_dir)
+    with folder_lock(ctx.out_dir):
+        index = relocalize(ctx)
     print(format_table([{"artifact": ctx.artifact, "layer": ctx.layer, "split": index["split"],
                          "samples": len(index["samples"]), "threshold": index["threshold"]}]))
     print(f"outputs: {ctx.out_dir}")

@@ -6,11 +6,12 @@ each neuron's pooled activation, with jitter/scale/rotation, at ``dora_sams_reso
 ``real_act`` / ``real_rel`` take the top ``dora_n_refs`` samples of the store by activation /
 relevance. The reference set is cached in the preprocessing folder; the ranked outlier neurons go
 to ``<output_dir>/reveal/<dataset>/<model>/<config>/dora.json`` (``--class_id``: real references
-from that class only, ``dora_class<k>.json``).
+from that class only, ``dora_class<k>.json``; refused with ``sams``, which do not depend on a class).
 """
 import argparse
 
 from utils.cli import main_entry
+from utils.locks import folder_lock
 from utils.config import AuditConfig, load_config, save_resolved_config
 from utils.paths import step_dir
 from utils.reveal.dora import cached_reference_set, run_dora
@@ -20,7 +21,9 @@ from utils.table import format_table
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config_file", required=True, help="audit YAML config (utils.config.AuditConfig)")
-    parser.add_argument("--class_id", type=int, default=None, help="restrict real references to one class")
+    parser.add_argument("--class_id", type=int, default=None,
+                        help="dora_reference real_act / real_rel only: take the references from this class "
+                        "(refused with sams, which do not depend on a class)")
     parser.add_argument("--force_recompute", action="store_true", help="recompute cached reference signals")
     return parser
 
@@ -34,11 +37,12 @@ def outlier_rows(result, config, n):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     config = load_config(args.config_file, AuditConfig)
-    save_resolved_config(config, step_dir(config, "reveal"))
-    references, cache = cached_reference_set(config, args.class_id, force=args.force_recompute)
-    result, path, _ = run_dora(config, args.class_id, references=references)
-    print(format_table(outlier_rows(result, config, config.n_outliers)))
-    print(f"neurons analysed: {len(result.channels)}  references: {cache}\njson: {path}")
+    with folder_lock(step_dir(config, "reveal")):  # one run per folder
+        save_resolved_config(config, step_dir(config, "reveal"))
+        references, cache = cached_reference_set(config, args.class_id, force=args.force_recompute)
+        result, path, _ = run_dora(config, args.class_id, references=references)
+        print(format_table(outlier_rows(result, config, config.n_outliers)))
+        print(f"neurons analysed: {len(result.channels)}  references: {cache}\njson: {path}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import argparse
 import numpy as np
 
 from utils.cli import main_entry
+from utils.locks import folder_lock
 from utils.config import AuditConfig, load_config, save_resolved_config
 from utils.paths import step_dir
 from utils.reveal.spray import run_spray
@@ -29,20 +30,21 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     config = load_config(args.config_file, AuditConfig)
-    with open_store(config) as store:
-        classes = parse_class_indices(args.class_indices, n_classes_of(store))
-    save_resolved_config(config, step_dir(config, "reveal"))
-    rows = []
-    for class_id in classes:
-        result, path = run_spray(config, class_id)
-        default = result.clusterings.get(config.spray_default_clustering)
-        top = result.payload(config)["outlier_samples"][:3]
-        rows.append({"class": class_id, "samples": len(result.sample_ids),
-                     "clusters (" + config.spray_default_clustering + ")":
-                         "-" if default is None else len(set(default.tolist()) - {-1}),
-                     "LOF outliers": int(np.sum(result.flags)),
-                     "top outliers": ", ".join(o["sample_id"] for o in top), "json": str(path)})
-    print(format_table(rows))
+    with folder_lock(step_dir(config, "reveal")):  # one run per folder
+        with open_store(config) as store:
+            classes = parse_class_indices(args.class_indices, n_classes_of(store))
+        save_resolved_config(config, step_dir(config, "reveal"))
+        rows = []
+        for class_id in classes:
+            result, path = run_spray(config, class_id)
+            default = result.clusterings.get(config.spray_default_clustering)
+            top = result.payload(config)["outlier_samples"][:3]
+            rows.append({"class": class_id, "samples": len(result.sample_ids),
+                         "clusters (" + config.spray_default_clustering + ")":
+                             "-" if default is None else len(set(default.tolist()) - {-1}),
+                         "LOF outliers": int(np.sum(result.flags)),
+                         "top outliers": ", ".join(o["sample_id"] for o in top), "json": str(path)})
+        print(format_table(rows))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 masks stay aligned with the image. Masks come either from the data set's ground truth or from
 the localization step's PNG masks (``source_masks``).
 """
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from utils.errors import UserError
+from utils.io import read_json
 
 
 class MaskedTrainingSet(torch.utils.data.Dataset):
@@ -94,14 +96,31 @@ def correction_splits(config):
     return get_dataset_from_config(config, mask_provider=localized.get)
 
 
-def load_localization_masks(config):
-    """Sample id -> bool mask from ``localization_dir`` (``index.json`` there or in ``<artifact>/``)."""
+def localization_index(config) -> Path:
+    """The ``index.json`` of ``localization_dir`` (there or in its ``<artifact>/`` folder)."""
     directory = Path(config.localization_dir)
     if not (directory / "index.json").is_file() and (directory / config.artifact / "index.json").is_file():
         directory = directory / config.artifact
     if not (directory / "index.json").is_file():
         raise UserError(f"'localization_dir': no index.json in {directory.resolve()} "
                         f"(nor in its '{config.artifact}' folder); run the localization step first")
+    return directory / "index.json"
+
+
+def localization_identity(config) -> str:
+    """A digest of the localization masks a correction uses: its ``index.json`` and every mask it lists
+    (a re-localization may keep the index and change the masks)."""
+    index = localization_index(config)
+    digest = hashlib.sha256(index.read_bytes())
+    for entry in read_json(index).get("samples", {}).values():
+        mask = index.parent / entry["mask"]
+        digest.update(mask.read_bytes() if mask.is_file() else b"missing")
+    return digest.hexdigest()[:16]
+
+
+def load_localization_masks(config):
+    """Sample id -> bool mask from ``localization_dir`` (``index.json`` there or in ``<artifact>/``)."""
+    directory = localization_index(config).parent
     try:
         from utils.bias.localization import load_localized_masks
     except ImportError:

@@ -5,7 +5,7 @@ Checkpoints of the mitigation step carry ``correction = {method, layer_name, sta
 training checkpoint loads as the plain model, so later steps call one function for both.
 """
 from models import get_model
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import load_checkpoint, load_weights
 
 
 def load_corrected_model(path, device="cpu"):
@@ -17,7 +17,7 @@ def load_corrected_model(path, device="cpu"):
     model = get_model(checkpoint["model_name"], checkpoint["n_classes"],
                       img_size=checkpoint.get("img_size", config.get("img_size", 64)),
                       in_channels=checkpoint.get("in_channels") or _infer_in_channels(checkpoint["model_state_dict"]))
-    model.load_state_dict(checkpoint["model_state_dict"])
+    load_weights(model, checkpoint["model_state_dict"], path)
     correction = checkpoint.get("correction")
     if correction:
         model = get_correction_method(correction["method"]).attach(model, correction.get("state") or {},

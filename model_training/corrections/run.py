@@ -15,7 +15,8 @@ import torch
 
 from datasets import DataSplits
 from model_training.corrections.base import CorrectionContext, get_correction_method
-from model_training.corrections.data import MaskedTrainingSet, correction_splits, load_localization_masks
+from model_training.corrections.data import (MaskedTrainingSet, correction_splits, load_localization_masks,
+                                             localization_identity)
 from model_training.corrections.layers import freeze_up_to
 from model_training.corrections.loading import load_corrected_model
 from model_training.corrections.selection import CleanBudget, SubsetValidation, accuracies
@@ -26,7 +27,9 @@ from utils.config import save_resolved_config
 from utils.distributed import get_context, training_device
 from utils.errors import UserError
 from utils.evaluation.cache import cached_original, data_key
-from utils.io import write_json
+from utils.identity import file_identity
+from utils.io import nan_for_null, write_json
+from utils.locks import folder_lock
 from utils.metrics import evaluate_subsets
 from utils.paths import step_dir
 
@@ -40,6 +43,17 @@ def mitigation_dir(config, create=True) -> Path:
 def corrected_checkpoint_path(config) -> Path:
     """Where the corrected model of ``config`` is saved (read by every re-evaluation step)."""
     return mitigation_dir(config, create=False) / "checkpoints" / CORRECTED
+
+
+def correction_inputs(config) -> dict:
+    """The identities of the files a correction starts from besides its data: the original checkpoint and,
+    with ``source_masks: localization``, the localization masks. A finished or stopped run is reused only
+    while they are unchanged (:func:`model_training.corrections.runs.run_metrics`, ``Trainer.resume``)."""
+    from_scratch = config.method == "ISNet" and config.from_scratch
+    inputs = {"original": None if from_scratch else file_identity(config.ckpt_path)}
+    if config.source_masks == "localization":
+        inputs["localization"] = localization_identity(config)
+    return inputs
 
 
 def build_context(config, model, splits, device):
@@ -76,12 +90,22 @@ def original_validation(config, model, splits, device):
     evaluate = lambda: evaluate_subsets(model, splits.val, config.batch_size, device, config.num_workers)  # noqa: E731
     if config.method == "ISNet" and config.from_scratch:
         return evaluate()
-    return cached_original(config, "val_subsets", {"data": data_key(config, splits)}, evaluate)
+    # read back from strict JSON, a missing number (a multi-label majority rate) is null: NaN again
+    return nan_for_null(cached_original(config, "val_subsets", {"data": data_key(config, splits)}, evaluate))
 
 
-def run_correction(config, overwrite=False, resume=False):
-    """Correct ``config.ckpt_path``'s model with ``config.method``; returns (out_dir, metrics)."""
+def run_correction(config, overwrite=False, resume=False, strict_resume=True):
+    """Correct ``config.ckpt_path``'s model with ``config.method``; returns (out_dir, metrics).
+
+    The folder is locked for the run. ``resume`` continues a stopped fine-tuning from ``last.pt`` if it was
+    run with the same settings and inputs; otherwise ``strict_resume`` stops with one line naming the
+    differences, else the correction starts afresh."""
     out_dir = mitigation_dir(config)
+    with folder_lock(out_dir, enabled=get_context(config.device).is_main):
+        return _run_correction(config, out_dir, overwrite, resume, strict_resume)
+
+
+def _run_correction(config, out_dir, overwrite, resume, strict_resume):
     target = out_dir / "checkpoints" / CORRECTED
     if target.exists() and not overwrite:
         raise UserError(f"{out_dir} already holds a corrected model; pass --overwrite to correct again")
@@ -92,6 +116,7 @@ def run_correction(config, overwrite=False, resume=False):
     torch.manual_seed(training_seed(config))
     splits = correction_splits(config)
     in_channels = splits.train.load_raw(0).shape[0]
+    inputs = {**correction_inputs(config), "data": splits.identity()}
     from_scratch = config.method == "ISNet" and config.from_scratch
     model = get_model(config.model_name, splits.n_classes, ckpt_path=None if from_scratch else config.ckpt_path,
                       img_size=config.img_size, in_channels=in_channels).to(device)
@@ -115,7 +140,7 @@ def run_correction(config, overwrite=False, resume=False):
     history, epoch = [], None
     if method.trains:
         trainer = Trainer(config, out_dir, model=model,
-                          splits=DataSplits(ctx.train_set, splits.val, splits.test))
+                          splits=DataSplits(ctx.train_set, splits.val, splits.test), inputs=inputs)
         trainer.extra_loss, trainer.forward = method.extra_loss, method.forward
         trainer.input_requires_grad = ctx.extras.get("input_requires_grad", False)
         trainer.frozen_modules = frozen + batchnorm_kept_in_eval(config, model, from_scratch)
@@ -123,7 +148,7 @@ def run_correction(config, overwrite=False, resume=False):
         trainer.validation = SubsetValidation(budget)
         last = out_dir / "checkpoints" / "last.pt"
         if resume and context.same_on_all_ranks(last.exists(), f"whether {last} exists"):
-            trainer.resume()
+            trainer.resume(strict=strict_resume)
         history = trainer.fit()
         epoch = trainer.best_epoch
         if context.is_main:  # the epoch the selection rule chose, not the last one
@@ -136,7 +161,7 @@ def run_correction(config, overwrite=False, resume=False):
     save_checkpoint(target, model, config.model_name, splits.n_classes, config.model_dump(mode="json"),
                     correction={"method": config.method, "layer_name": ctx.layer_name, "state": method.state()},
                     in_channels=int(in_channels), img_size=config.img_size, correction_seconds=seconds,
-                    original_ckpt=config.ckpt_path, epoch=epoch)
+                    original_ckpt=config.ckpt_path, inputs=inputs, epoch=epoch)
     # evaluate the model as every later step will see it: reloaded from its checkpoint
     corrected = load_corrected_model(target, device)
     # the mitigation step decides on validation only; test numbers come from the evaluation steps
@@ -151,6 +176,7 @@ def run_correction(config, overwrite=False, resume=False):
               f"against the original's {budget.reference_clean:.3f} (max_clean_drop {config.max_clean_drop}, "
               f"majority-class rate {budget.majority_rate:.3f})")
     metrics = {"method": config.method, "correction_seconds": seconds, "frozen_modules": len(frozen),
-               "selection": selection, "val": val, "history": history}
+               "selection": selection, "val": val, "history": history, "inputs": inputs,
+               "corrected": file_identity(target)}
     write_json(out_dir / "metrics.json", metrics)
     return out_dir, metrics

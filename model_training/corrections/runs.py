@@ -12,8 +12,9 @@ epoch, in the same folders): a cheaper sweep, e.g. for the demo.
 import numpy as np
 
 from model_training.corrections.base import get_correction_method
-from model_training.corrections.run import corrected_checkpoint_path, mitigation_dir, run_correction
+from model_training.corrections.run import corrected_checkpoint_path, correction_inputs, mitigation_dir, run_correction
 from model_training.corrections.selection import CleanBudget, choose, clean_subset, target_subset
+from utils.identity import file_identity
 from utils.io import read_json
 
 
@@ -63,13 +64,22 @@ def candidates(config) -> list:
 
 
 def run_metrics(run):
-    """The mitigation step's ``metrics.json`` of a run, or ``None`` if it is missing or was written by
-    an older version without a selection record (then the run is redone)."""
+    """The mitigation step's ``metrics.json`` of a run, or ``None`` when the run must be (re)done: the file
+    or ``corrected.pt`` is missing; it was written by an older version (no selection record, no recorded
+    inputs); the original checkpoint or localization masks it started from have changed since (another
+    model trained into the same path); or ``corrected.pt`` is not the file the run saved (replaced or
+    damaged). The single place that decides whether a finished correction can be reused."""
     path = mitigation_dir(run, create=False) / "metrics.json"
-    if not corrected_checkpoint_path(run).is_file() or not path.is_file():
+    corrected = corrected_checkpoint_path(run)
+    if not corrected.is_file() or not path.is_file():
         return None
     metrics = read_json(path)
-    return metrics if "selection" in metrics else None
+    if "selection" not in metrics or "inputs" not in metrics:
+        return None
+    recorded = {k: v for k, v in metrics["inputs"].items() if k != "data"}  # the data: keyed by the settings
+    if recorded != correction_inputs(run) or metrics.get("corrected") != file_identity(corrected):
+        return None
+    return metrics
 
 
 def epochs_trained(metrics):
@@ -109,10 +119,11 @@ def correct(config, log=print) -> list:
     (re)trained, whose evaluations are therefore stale."""
     trained = []
 
-    def ensure(run, resume=False):
-        if run_metrics(run) is None or (resume and epochs_trained(run_metrics(run)) < run.num_epochs):
+    def ensure(run, continuing=False):
+        if run_metrics(run) is None or (continuing and epochs_trained(run_metrics(run)) < run.num_epochs):
             log(f"correcting {run.config_name}")
-            run_correction(run, overwrite=True, resume=resume)
+            # a run stopped midway continues from its last epoch; one of other settings or inputs starts afresh
+            run_correction(run, overwrite=True, resume=True, strict_resume=False)
             trained.append(run)
 
     if not short_sweep(config):
@@ -124,5 +135,5 @@ def correct(config, log=print) -> list:
     value = chosen_strength(config)
     for run in expand(config):
         if strength_of(run) == value:
-            ensure(run, resume=True)  # continue from the sweep's last epoch to num_epochs
+            ensure(run, continuing=True)  # continue from the sweep's last epoch to num_epochs
     return trained

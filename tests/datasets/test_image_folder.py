@@ -100,3 +100,68 @@ def test_export_refuses_a_non_empty_folder(tmp_path, write_config, capsys):
         export_main(["--config_file", str(write_config(dataset_name="synth_derm")), "--out", str(tmp_path / "taken")])
     assert exit_info.value.code == 2 and "not empty" in capsys.readouterr().err
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
+
+
+def test_files_outside_the_root_only_with_allow_outside_root(tmp_path):
+    """A symlinked image folder on another disk is refused, unless the config opts in."""
+    import shutil
+
+    root = image_folder_tree(tmp_path / "a")
+    shutil.move(root / "images", tmp_path / "other_disk")
+    (root / "images").symlink_to(tmp_path / "other_disk")
+    with pytest.raises(UserError, match=r"labels.csv line 2: file .*img_00.png resolves to .*other_disk.*, outside "
+                                        r"the data root"):
+        _load(root)
+    data = _load(root, dataset_options={"allow_outside_root": True})
+    assert len(data.train) == 8 and data.train.load_raw(0).shape == (3, 32, 32)
+
+
+def test_16_bit_grayscale_is_scaled_by_its_real_range(tmp_path):
+    """A 12-bit ramp stored in a 16-bit PNG (0-4095, as medical exports are) spans [0, 1] instead of saturating;
+    bit_depth fixes the scale."""
+    from PIL import Image
+
+    root = image_folder_tree(tmp_path / "a")
+    ramp = np.tile(np.linspace(0, 4095, 32), (32, 1)).round().astype(np.uint16)
+    Image.fromarray(ramp).save(root / "images" / "img_00.png")
+    assert Image.open(root / "images" / "img_00.png").mode == "I;16"
+    image = _load(root).train.load_raw(0)
+    assert image.shape == (3, 32, 32) and torch.equal(image[0], image[1])
+    row = image[0, 0]
+    assert row[0] == 0 and abs(float(row[-1]) - 1.0) < 1e-6 and bool((row[1:] > row[:-1]).all())
+    assert float((image >= 1.0).float().mean()) <= 1 / 32 + 1e-6  # only the last column is white, not 92%
+    sixteen = _load(root, dataset_options={"bit_depth": 16}).train.load_raw(0)
+    assert abs(float(sixteen.max()) - 4095 / 65535) < 1e-6
+    with pytest.raises(UserError, match="'bit_depth': a whole number of bits"):
+        _load(root, dataset_options={"bit_depth": "twelve"})
+
+
+def test_relative_data_root_export_and_training(tmp_path, monkeypatch):
+    """The README's bring-your-own example with a relative root: export the embedded data to
+    outputs/example_image_folder, name it relatively (config and local config), train with its annotated
+    band-aids (masks read for the pasted subsets). Relative roots are relative to the working directory."""
+    import yaml
+
+    from datasets.export_image_folder import main as export_main
+    from model_training.start_training import main as train_main
+    from utils.paths import local_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "source.yaml").write_text(yaml.safe_dump({"dataset_name": "synth_derm", "img_size": 16,
+                                                          "dataset_options": {"n_train": 24, "n_val": 8, "n_test": 8}}))
+    export_main(["--config_file", "source.yaml", "--out", "outputs/example_image_folder"])
+    local = {"data_paths": {"image_folder": "outputs/example_image_folder"}}
+    (tmp_path / "local.yaml").write_text(yaml.safe_dump(local))
+    monkeypatch.setenv("SHORTCUTLAB_LOCAL_CONFIG", str(tmp_path / "local.yaml"))
+    local_config.cache_clear()
+    try:
+        training = {"dataset_name": "image_folder", "img_size": 16, "artifact": "band_aid", "num_epochs": 1,
+                    "batch_size": 8, "output_dir": "outputs"}
+        (tmp_path / "train.yaml").write_text(yaml.safe_dump(training))
+        metrics = train_main(["--config_file", "train.yaml"])
+        assert set(metrics["test"]) == {"clean", "attacked", "ch"}  # masks found: pasted subsets
+        training["data_paths"] = ["outputs/example_image_folder"]
+        (tmp_path / "train_direct.yaml").write_text(yaml.safe_dump(training))
+        assert train_main(["--config_file", "train_direct.yaml"])["test"].keys() == metrics["test"].keys()
+    finally:
+        local_config.cache_clear()

@@ -3,11 +3,21 @@
 Every schema forbids unknown keys (a typo must not be silently ignored) and validates
 registry names (datasets, models) so a wrong name fails before any work starts.
 """
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 Probability = float
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=@,-]*")
+
+
+def check_path_name(name):
+    """Raise ``ValueError`` unless ``name`` can name one folder or file of the outputs: letters, digits and
+    ``_ . + = @ , -``, not starting with a dot (no separators, no ``..``, no hidden names)."""
+    if not _NAME.fullmatch(str(name)) or len(str(name)) > 200:
+        raise ValueError("a name usable as one folder name (letters, digits and _ . + = @ , -; no path separators, "
+                         "not starting with '.', at most 200 characters)")
 
 
 class StrictModel(BaseModel):
@@ -49,6 +59,14 @@ class BaseConfig(StrictModel):
     wandb_api_key: str | None = None
 
     _source_file: str | None = PrivateAttr(None)
+
+    @field_validator("config_name", "artifact")
+    @classmethod
+    def _usable_in_paths(cls, name):
+        # both name folders of the outputs: a separator or '..' would put them outside the output root
+        if name is not None:
+            check_path_name(name)
+        return name
 
     @field_validator("dataset_name")
     @classmethod

@@ -34,7 +34,8 @@ from model_training.corrections.runs import candidates, chosen_strength, epochs_
 from model_training.corrections.selection import CleanBudget, choose, clean_subset, target_subset, worst
 from models import layer_for_config
 from utils.evaluation.stats import mean_sd
-from utils.io import read_json, write_text
+from utils.identity import file_identity
+from utils.io import nan_for_null, read_json, write_text
 from utils.paths import step_dir
 from utils.table import markdown_table
 
@@ -49,6 +50,7 @@ COLUMNS = ["method", "config", "layer", "strength", "seeds", "epochs", "status",
 BEST_RULE = ("the correction (Vanilla excluded) with the highest validation attacked accuracy among those whose "
              "status is ok: every seed within max_clean_drop of the original's clean accuracy on validation and test")
 EVALUATIONS = ("subsets.json", "artifact_relevance.json", "tcav.json", "heatmaps.png")
+EVALUATED = "evaluated.json"  # beside them: the identities of the models they were computed from
 
 
 # --- one run -----------------------------------------------------------------------------------
@@ -62,11 +64,15 @@ def collect(config):
     if not (out / "subsets.json").is_file():
         return None
 
-    def optional(name):
-        return read_json(out / name) if (out / name).is_file() else {}
+    def read(path):
+        # measurements only: a null (a missing number in strict JSON) is computed with as NaN
+        return nan_for_null(read_json(path))
 
-    return {"config": config, "subsets": read_json(out / "subsets.json"), "relevance": optional("artifact_relevance.json"),
-            "tcav": optional("tcav.json"), "mitigation": read_json(mitigation_dir(config, create=False) / "metrics.json")}
+    def optional(name):
+        return read(out / name) if (out / name).is_file() else {}
+
+    return {"config": config, "subsets": read(out / "subsets.json"), "relevance": optional("artifact_relevance.json"),
+            "tcav": optional("tcav.json"), "mitigation": read(mitigation_dir(config, create=False) / "metrics.json")}
 
 
 def _accuracy(subsets, subset):
@@ -242,6 +248,8 @@ def significance(rows):
 # --- tables ---------------------------------------------------------------------------------------
 def _cell(row, key):
     value = row.get(key, "")
+    if value is None:  # a missing number, as strict JSON read back gives it
+        value = float("nan")
     if key in P_VALUES:
         if not isinstance(value, float) or not np.isfinite(value):
             return "—"
@@ -251,7 +259,8 @@ def _cell(row, key):
     if isinstance(value, float):
         if not np.isfinite(value):
             return "—"
-        sd = row.get(f"{key}_sd", float("nan"))
+        sd = row.get(f"{key}_sd")
+        sd = float("nan") if sd is None else sd
         digits = {"seconds": 1, "epochs": 0}.get(key, 3)
         return f"{value:.{digits}f} ± {sd:.{digits}f}" if np.isfinite(sd) else f"{value:.{digits}f}"
     return str(value)
@@ -277,9 +286,24 @@ def write_comparison(rows, all_rows, out_dir, name="comparison"):
     return out_dir / f"{name}.md"
 
 
+def evaluated_models(config) -> dict:
+    """The identities of the two models a run's evaluation files describe (corrected and original)."""
+    return {"corrected": file_identity(corrected_checkpoint_path(config)), "original": file_identity(config.ckpt_path)}
+
+
+def stale_evaluations(config) -> bool:
+    """Whether the run's evaluation files (if any) were computed from other models than its checkpoints now
+    (a correction redone by hand with --overwrite, an original retrained), or by a version that did not say."""
+    path = evaluation_dir(config) / EVALUATED
+    return not path.is_file() or read_json(path) != evaluated_models(config)
+
+
 def missing_evaluations(config, everything):
-    """The evaluation files a run still lacks (``everything``: also relevance, TCAV and heatmaps)."""
+    """The evaluation files a run still lacks (``everything``: also relevance, TCAV and heatmaps); all of
+    them when those present are stale."""
+    wanted = EVALUATIONS if everything else EVALUATIONS[:1]
     if not corrected_checkpoint_path(config).is_file():
         return list(EVALUATIONS)
-    wanted = EVALUATIONS if everything else EVALUATIONS[:1]
+    if stale_evaluations(config):
+        return list(wanted)
     return [name for name in wanted if not (evaluation_dir(config) / name).is_file()]

@@ -10,7 +10,7 @@ evaluations are reused; the evaluations of a run trained anew are redone.
 """
 from model_training.corrections import runs as correction_runs
 from utils.evaluation import steps
-from utils.evaluation.compare import EVALUATIONS, Comparison, evaluation_dir, missing_evaluations
+from utils.evaluation.compare import EVALUATED, EVALUATIONS, Comparison, evaluation_dir, missing_evaluations
 
 STEPS = {"subsets.json": steps.evaluate_by_subset, "artifact_relevance.json": steps.compute_artifact_relevance,
          "tcav.json": steps.measure_tcav, "heatmaps.png": steps.plot_heatmaps}
@@ -21,7 +21,7 @@ def correct_all(configs, log=print):
     for i, config in enumerate(configs):
         log(f"[{i + 1}/{len(configs)}] {config.config_name}")
         for run in correction_runs.correct(config, log=log):
-            for name in EVALUATIONS:
+            for name in (*EVALUATIONS, EVALUATED):
                 (evaluation_dir(run) / name).unlink(missing_ok=True)
 
 

@@ -2,6 +2,7 @@
 are thin wrappers; each function writes its JSON (and figure) into the evaluation folder of the
 config and returns its results.
 """
+import functools
 import json
 
 import numpy as np
@@ -13,11 +14,13 @@ from models import layer_for_config
 from utils.config import save_resolved_config
 from utils.device import resolve_device
 from utils.evaluation.cache import cached_original, data_key
+from utils.evaluation.compare import EVALUATED, EVALUATIONS, evaluated_models, stale_evaluations
 from utils.evaluation.models import load_corrected, load_original, lrp_backend_for
 from utils.evaluation.relevance import artifact_relevance, artifact_samples
 from utils.evaluation.tcav import biased_class, directional_derivatives, refit_cav, tcav_scores
 from utils.evaluation.stats import paired_tests
 from utils.io import write_json
+from utils.locks import folder_lock
 from utils.metrics import classification_metrics, predict_subsets
 from utils.paths import step_dir
 
@@ -26,6 +29,27 @@ def evaluation_dir(config):
     out = step_dir(config, "evaluation")
     save_resolved_config(config, out)
     return out
+
+
+def _locked(step):
+    """Run an evaluation step holding its run's evaluation folder (one run per folder, :mod:`utils.locks`).
+
+    Files of the folder computed from other models than the run's checkpoints now are removed first, and
+    the models' identities are recorded after the step (``evaluated.json``), so an evaluation is never
+    reused for a model it did not measure."""
+
+    @functools.wraps(step)
+    def run(config):
+        folder = step_dir(config, "evaluation")
+        with folder_lock(folder):
+            if stale_evaluations(config):
+                for name in (*EVALUATIONS, EVALUATED):
+                    (folder / name).unlink(missing_ok=True)
+            result = step(config)
+            write_json(folder / EVALUATED, evaluated_models(config))
+            return result
+
+    return run
 
 
 _SPLITS = {}  # the data of the last config evaluated in this process: comparing several corrections of one
@@ -43,6 +67,7 @@ def _setup(config):
 
 
 # --- 1. accuracy by subset -----------------------------------------------------------------------
+@_locked
 def evaluate_by_subset(config):
     """Accuracy (± SE), macro-F1 and per-class AUROC on clean/attacked/ch of each eval split, and the
     paired tests of corrected vs original on the same samples (McNemar for accuracy, DeLong for the
@@ -97,6 +122,7 @@ def paired_rows(results):
 
 
 # --- 2. artifact relevance -----------------------------------------------------------------------
+@_locked
 def compute_artifact_relevance(config):
     """Share of positive relevance (true label) inside the dilated artifact mask, attacked test samples,
     and the share of the same region on the same samples without the artifact (the floor)."""
@@ -120,6 +146,7 @@ def compute_artifact_relevance(config):
 
 
 # --- 3. TCAV -------------------------------------------------------------------------------------
+@_locked
 def measure_tcav(config):
     """TCAV of both models against the original model's CAV and against a CAV refit per model."""
     device, splits = _setup(config)
@@ -165,6 +192,7 @@ def tcav_rows(results):
 
 
 # --- 4. heatmaps -----------------------------------------------------------------------------------
+@_locked
 def plot_heatmaps(config):
     """Original vs corrected heatmaps (true label) of attacked test samples, shared colour scale."""
     from utils.evaluation.figures import heatmap_comparison

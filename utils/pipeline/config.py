@@ -15,6 +15,7 @@ from utils.config.audit import AuditConfig
 from utils.config.loader import config_error_from
 from utils.config.mitigation import MitigationConfig
 from utils.config.schemas import BaseConfig, StrictModel, TrainingConfig
+from utils.secrets import without_secrets
 
 
 class AnnotationOptions(StrictModel):
@@ -68,7 +69,8 @@ class PipelineConfig(BaseConfig):
             settings = {**self.mitigation_common, **run}
             if settings.get("source_masks") == "localization" and "localization_dir" not in settings:
                 settings["localization_dir"] = localization_dir
-            digest = hashlib.sha256(json.dumps({**self.shared(), **settings}, sort_keys=True,
+            # secrets are not settings: a new API key must not start new corrections
+            digest = hashlib.sha256(json.dumps(without_secrets({**self.shared(), **settings}), sort_keys=True,
                                                default=str).encode()).hexdigest()[:8]
             name = f"{self.config_name}_{settings.get('method', 'run')}_{digest}"
             configs.append(self.step_config(MitigationConfig, f"mitigation.{i}", settings, name, ckpt_path=str(ckpt_path)))

@@ -7,14 +7,13 @@ offline and can be mailed as one file.
 """
 import base64
 import html
-import json
 import platform
 import shutil
 from importlib import metadata
 from pathlib import Path
 
-from utils.io import write_json, write_text
-from utils.table import markdown_table
+from utils.io import dumps_json, write_json, write_text
+from utils.table import MISSING, markdown_table
 
 PACKAGES = ("torch", "torchvision", "zennit", "zennit-crp", "numpy", "scikit-learn", "h5py", "pydantic")
 
@@ -39,6 +38,8 @@ def software_versions():
 
 
 def _fmt(value):
+    if value is None or (isinstance(value, float) and value != value):
+        return MISSING
     if isinstance(value, float):
         return f"{value:.3f}"
     return html.escape(str(value))
@@ -91,7 +92,7 @@ def write_report(out_dir, title, sections, headline_rows, configs, metrics):
     html_parts.append("<h2>Configs used</h2>")
     md_parts += ["## Configs used", ""]
     for name, config in configs.items():
-        text = json.dumps(config, indent=2)
+        text = dumps_json(config)
         html_parts += [f"<h3>{html.escape(name)}</h3>", f"<pre>{html.escape(text)}</pre>"]
         md_parts += [f"### {name}", "", "```json", text, "```", ""]
     html_parts += ["<h2>Software</h2>", _html_table([versions])]

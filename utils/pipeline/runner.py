@@ -5,6 +5,14 @@ of those parts and of its dependencies' keys, so changing e.g. a mitigation lamb
 mitigation and what depends on it. A finished step writes ``steps/<name>.json`` (atomically) with
 its key and result; a stopped run therefore continues at the first unfinished step, and the
 steps' own resumable outputs (training, preprocessing) continue inside it.
+
+A result also names the files it *trusts* (``"trusted": [paths]``: checkpoints, stores, the
+localization index). Their identities (:mod:`utils.identity`) are recorded in the manifest: a cached
+result is used only while every one of them still exists with that identity (not replaced by another
+run, not damaged), and the key a dependent step sees includes them, so a model retrained into the
+same path invalidates everything computed from it. A result is kept as its JSON form (strict JSON:
+a missing number is ``null``), so a step sees the same values whether an earlier step ran now or
+was read from its manifest.
 """
 import hashlib
 import json
@@ -14,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from utils.errors import UserError
+from utils.identity import changed, identities
 from utils.io import read_json, write_json
 
 
@@ -46,19 +55,28 @@ class Context:
     cache: dict = field(default_factory=dict)  # derived objects shared by steps within one run
 
 
-def step_key(step, ctx) -> str:
-    payload = {"step": step.name, "inputs": step.inputs(ctx), "depends": [ctx.keys[d] for d in step.depends]}
+def _hash(payload) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def step_key(step, ctx) -> str:
+    return _hash({"step": step.name, "inputs": step.inputs(ctx), "depends": [ctx.keys[d] for d in step.depends]})
+
+
 def _cached(manifest, key):
+    """The manifest's content if it is this key's and everything it relies on is still there, else ``None``."""
     if not manifest.is_file():
         return None
     content = read_json(manifest)
-    if content.get("key") != key:
+    if content.get("key") != key or "trusted" not in content:  # no recorded identities: an older version
         return None
     missing = [p for p in content["result"].get("figures", {}).values() if not Path(p).exists()]
-    return None if missing else content["result"]
+    return None if missing or changed(content["trusted"]) else content
+
+
+def _finished_key(key, trusted) -> str:
+    """The key dependents see: the step's own key and the identities of the files it produced."""
+    return _hash({"key": key, "trusted": trusted}) if trusted else key
 
 
 def run_steps(ctx, from_step=None, only=None, log=print):
@@ -69,7 +87,7 @@ def run_steps(ctx, from_step=None, only=None, log=print):
     start_all = time.time()
     for index, name in enumerate(names):
         step = STEPS[name]
-        ctx.keys[name] = key = step_key(step, ctx)
+        key = step_key(step, ctx)
         manifest = ctx.root / "steps" / f"{name}.json"
         forced = (from_step is not None and index >= names.index(from_step)) or only == name
         cached = None if forced else _cached(manifest, key)
@@ -78,14 +96,18 @@ def run_steps(ctx, from_step=None, only=None, log=print):
                 raise UserError(f"--only {only}: step '{name}' it depends on has no up-to-date result; "
                                 "run the pipeline without --only first")
         if cached is not None:
-            ctx.results[name] = cached
+            ctx.results[name] = cached["result"]
+            ctx.keys[name] = _finished_key(key, cached["trusted"])
             log(f"[{index + 1}/{len(names)}] {step.title}: cached")
             continue
         log(f"[{index + 1}/{len(names)}] {step.title} ...")
         start = time.time()
         result = step.run(ctx)
-        ctx.results[name] = result
-        write_json(manifest, {"key": key, "result": result, "seconds": round(time.time() - start, 1)})
+        trusted = identities(result.get("trusted", []))
+        write_json(manifest, {"key": key, "result": result, "trusted": trusted,
+                              "seconds": round(time.time() - start, 1)})
+        ctx.results[name] = read_json(manifest)["result"]  # as a later run reads it from the manifest
+        ctx.keys[name] = _finished_key(key, trusted)
         log(f"[{index + 1}/{len(names)}] {step.title}: done in {time.time() - start:.0f} s "
             f"(total {time.time() - start_all:.0f} s)")
     return ctx.results

@@ -1,9 +1,13 @@
 """The steps of the audit pipeline. Each calls the same library code as its ``python -m`` entry point.
 
 A step returns ``{"text": [...], "tables": {...}, "figures": {...}, "metrics": {...}}`` plus any
-values later steps need (e.g. the checkpoint path). ``inputs`` lists the config parts it reads:
-together with its dependencies' keys they decide whether a cached result is still valid.
+values later steps need (e.g. the checkpoint path), and ``trusted``: the files it produced that later
+steps rely on (checkpoints, stores, the localization index; :mod:`utils.pipeline.runner` records their
+identities). ``inputs`` lists the config parts it reads: together with its dependencies' keys they
+decide whether a cached result is still valid.
 """
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +16,20 @@ from datasets import get_dataset_from_config
 from utils.pipeline.runner import pipeline_step
 
 
-def _dump(config, include=None, exclude=("config_name", "output_dir", "wandb_api_key")):
-    values = config.model_dump(mode="json", include=include)
+def _dump(config, include=None, exclude=("config_name", "output_dir")):
+    from utils.secrets import without_secrets
+
+    values = without_secrets(config.model_dump(mode="json", include=include))
     return {k: v for k, v in values.items() if k not in exclude}
+
+
+def _hash(payload):
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def _number(value, digits=3):
+    """A measured number for a sentence: ``—`` when it is missing (``null`` in strict JSON, or NaN)."""
+    return "—" if value is None or value != value else f"{value:.{digits}f}"
 
 
 def training_config(ctx):
@@ -36,9 +51,14 @@ def splits(ctx):
 
 
 # --- 1. the data ------------------------------------------------------------------------------
-@pipeline_step("data", title="Data set", inputs=lambda ctx: _dump(training_config(ctx), include={
-    "dataset_name", "img_size", "seed", "data_paths", "dataset_options", "artifacts", "artifact_type",
-    "attacked_classes", "p_artifact", "artifact"}))
+def _data_inputs(ctx):
+    # the settings, and for data read from disk the identity of its files (a replaced image is other data)
+    return {**_dump(training_config(ctx), include={
+        "dataset_name", "img_size", "seed", "data_paths", "dataset_options", "artifacts", "artifact_type",
+        "attacked_classes", "p_artifact", "artifact"}), "identity": splits(ctx).identity()}
+
+
+@pipeline_step("data", title="Data set", inputs=_data_inputs)
 def data_step(ctx):
     from utils.pipeline.figures import example_grid
 
@@ -77,8 +97,8 @@ def train_step(ctx):
         test = evaluate_subsets(model.to(device), splits(ctx).test, config.batch_size, device)
         return {"ckpt_path": ctx.config.ckpt_path, "text": [f"Audited checkpoint: {ctx.config.ckpt_path}."],
                 "tables": {"Original model: test accuracy by subset": subset_rows({"test": test})},
-                "figures": {}, "metrics": {"test": test}}
-    out_dir, metrics = run_training(training_config(ctx), resume=True)
+                "figures": {}, "metrics": {"test": test}, "trusted": [ctx.config.ckpt_path]}
+    out_dir, metrics = run_training(training_run_config(ctx), resume=True)
     test = metrics["test"]
     text = ["The model is trained on the training distribution (artifacts at their configured rates) and "
             "tested on three subsets: clean (no artifact), attacked (the artifact in every image) and ch "
@@ -88,11 +108,35 @@ def train_step(ctx):
             if "clean" in test else
             "The model is trained and tested on the data as it is (ch): no training image has a mask of the "
             "artifact, so there is no clean/attacked subset."]
-    return {"ckpt_path": str(out_dir / "checkpoints" / "best.pt"), "text": text,
+    best = str(out_dir / "checkpoints" / "best.pt")
+    return {"ckpt_path": best, "trusted": [best], "text": text,
             "tables": {"Original model: test accuracy by subset": subset_rows({"test": test}),
                        "Per-class test accuracy": [{"subset": s, **m["per_class_accuracy"]} for s, m in test.items()]},
             "figures": {"Training curves": str(out_dir / "training_curves.png")},
             "metrics": {"test": test, "best_epoch": metrics["best_epoch"]}}
+
+
+def training_run_config(ctx):
+    """The pipeline's training config, in a folder where it continues or reuses only a run of the same
+    settings and inputs: ``<config_name>`` when that folder is empty or holds such a run, else
+    ``<config_name>_<hash of settings and inputs>`` (a changed lr, optimizer or data trains a new model
+    beside the old one, which is kept; the same settings later find their folder again)."""
+    from model_training.resume import run_settings
+    from model_training.trainer import resume_problems, training_inputs
+    from utils.errors import UserError
+
+    config = training_config(ctx)
+    if not resume_problems(config, splits(ctx)):  # nothing there yet, or the same run
+        return config
+    digest = _hash({"settings": run_settings(config.model_dump(mode="json")), "num_epochs": config.num_epochs,
+                    "inputs": training_inputs(config, splits(ctx))})
+    other = config.model_copy(update={"config_name": f"{config.config_name}_{digest}"})
+    other._source_file = config._source_file
+    problems = resume_problems(other, splits(ctx))
+    if problems:
+        raise UserError(f"the training folders of '{config.config_name}' hold runs of other settings or inputs "
+                        f"({'; '.join(problems)}); remove the folder or choose another config_name")
+    return other
 
 
 # --- 3. preprocessing -------------------------------------------------------------------------
@@ -104,7 +148,8 @@ def preprocess_step(ctx):
     results = preprocess(audit_config(ctx))
     rows = [{"split": r.split, "samples": r.n_samples, "accuracy": r.accuracy} for r in results]
     return {"text": ["Activations and LRP relevances of every inspectable layer, for every sample."],
-            "tables": {"Preprocessed splits": rows}, "figures": {}, "metrics": {"splits": rows}}
+            "tables": {"Preprocessed splits": rows}, "figures": {}, "metrics": {"splits": rows},
+            "trusted": [str(r.path) for r in results]}
 
 
 # --- shared: the derived configs live as YAML files, so every step can be re-run by hand ----------
@@ -146,8 +191,9 @@ def reveal_step(ctx):
     from experiments.reveal.crp import plot_crp_outliers_2d
     from experiments.reveal.dora import plot_dora_outliers_2d
     from experiments.reveal.spray import plot_spray_outliers_2d
-    from utils.io import read_json
+    from utils.io import read_json, write_json
     from utils.paths import step_dir
+    from utils.reveal.evaluation import evaluate_reveal as reveal_quality
     from utils.reveal.results import result_path
 
     path, config = audit_file(ctx), audit_config(ctx)
@@ -166,8 +212,10 @@ def reveal_step(ctx):
     figures.append(("DORA: outlier neurons and their reference signals", result_path(config, "dora").with_suffix(".png")))
     tables, metrics = {}, {}
     if config.artifact:
-        evaluate_reveal.main(["--config_file", path, "--artifact", config.artifact])
-        quality = read_json(step_dir(config, "reveal") / "quality.json")
+        # what evaluate_reveal's entry point does, keeping the numbers in memory: its quality.json holds
+        # null where an AUROC is undefined (strict JSON), which its table cannot format
+        quality = reveal_quality(config, config.artifact, evaluate_reveal.build_parser().get_default("top_k"))
+        write_json(step_dir(config, "reveal") / "quality.json", quality)
         tables["Does the reveal step find the artifact? (checked against ground truth)"] = evaluate_reveal.summary_rows(quality)
         metrics["quality"] = quality
     outliers = read_json(result_path(config, "spray", 0))["outlier_samples"][:5]
@@ -182,7 +230,7 @@ def reveal_step(ctx):
                inputs=lambda ctx: _reveal_inputs(ctx) | ctx.config.annotation.model_dump())
 def annotate_step(ctx):
     from experiments.sample_retrieval import refine
-    from utils.bias.annotation import annotation_path, reveal_cluster_examples, reveal_outliers, state_path
+    from utils.bias.annotation import annotation_path, check_known, reveal_candidates, state_path
     from utils.errors import UserError
 
     config, artifact, options = audit_config(ctx), _artifact(ctx), ctx.config.annotation
@@ -192,10 +240,11 @@ def annotate_step(ctx):
     truth = dict(zip(train.sample_ids, train.artifact_labels(artifact)))
     if options.seed_from == "gt":
         candidates = [s for s, has in truth.items() if has]
-    else:  # what the reveal step shows a person: its top outliers and examples of every cluster
-        known = set(train.sample_ids)
-        candidates = list(dict.fromkeys(reveal_outliers(config, known, 4 * options.n_seeds)
-                                        + reveal_cluster_examples(config, known, options.n_seeds)))
+    else:  # the audit's annotation_seeds, then what the reveal step shows a person: its top outliers and
+        # examples of every cluster
+        check_known("audit.annotation_seeds", config.annotation_seeds, train.sample_ids)
+        candidates = list(dict.fromkeys([*config.annotation_seeds,
+                                         *reveal_candidates(config, train.sample_ids, options.n_seeds)]))
     # the (simulated) reviewer looks at them and keeps those showing the artifact
     seeds = [s for s in candidates if truth[s]][:options.n_seeds]
     if not seeds:
@@ -206,13 +255,15 @@ def annotate_step(ctx):
     # retrieval and localization of the pipeline use what the review found, not the ground truth
     seeded = audit_config(ctx).model_copy(update={"annotation_seeds": seeds, "cav_labels": "annotations"})
     path = _config_file(ctx, "annotation", seeded)
-    rounds, result = [], refine.main(["--config_file", path, "--artifact", artifact])
+    # refine accepts only a reviewer's decisions: the seeds enter as the simulated reviewer's first round
+    review = ["--config_file", path, "--artifact", artifact, "--reviewer", "simulated"]
+    rounds, result = [], refine.main([*review, "--accept", *seeds])
     n_artifact = int(sum(truth.values()))
     while result["to_review"] is not None and len(result["to_review"]):
         shown = list(result["to_review"]["sample_id"])
         accept, reject = [s for s in shown if truth[s]], [s for s in shown if not truth[s]]
         rounds.append({"round": len(rounds) + 1, "shown": len(shown), "accepted": len(accept)})
-        result = refine.main(["--config_file", path, "--artifact", artifact, "--accept", *accept, "--reject", *reject])
+        result = refine.main([*review, "--accept", *accept, "--reject", *reject])
         if len(accept) < options.stop_precision * len(shown):  # the ranking has run dry: the reviewer stops
             break
     found = result["accepted"]
@@ -299,7 +350,7 @@ def localize_step(ctx):
         summary = read_json(out_dir / "evaluation.json")
     rows = [{k: summary[k] for k in ("split", "layer", "n", "iou_mean", "iou_se", "artifact_relevance_mean")}] if summary else []
     return {"text": ["Heatmaps of the artifact concept (LRP started at the layer with the CAV) become pixel masks."],
-            "localization_dir": str(out_dir),
+            "localization_dir": str(out_dir), "trusted": [str(out_dir / "index.json")],
             "tables": {"Localization against ground-truth masks": rows},
             "figures": _figures([("Image | heatmap | predicted mask | ground truth", out_dir / "masks_overview.png")]),
             "metrics": summary}
@@ -323,6 +374,7 @@ def _mitigation_inputs(ctx):
 def mitigate_step(ctx):
     import shutil
 
+    from model_training.corrections.run import corrected_checkpoint_path
     from model_training.corrections.runs import expand, run_metrics, strength_key
     from model_training.corrections.selection import CRITERION
     from utils.evaluation.runner import correct_all
@@ -333,8 +385,10 @@ def mitigate_step(ctx):
     for config in configs:
         _config_file(ctx, f"mitigation/{config.config_name}", config)
     correct_all(configs, log=lambda *_: None)
-    rows = []
+    rows, trusted = [], []
     for run in (run for config in configs for run in expand(config)):
+        if corrected_checkpoint_path(run).is_file():
+            trusted.append(str(corrected_checkpoint_path(run)))
         metrics, key = run_metrics(run), strength_key(run)
         rows.append({"method": run.method, "run": run.config_name, "layer": run.layer_name,
                      "strength": f"{key}={getattr(run, key):g}" if key else "-",
@@ -346,7 +400,7 @@ def mitigate_step(ctx):
             "epochs first, then the chosen strength continues), each run with every seed; a run keeps the epoch "
             "the selection rule prefers on the validation split (" + CRITERION + ")."]
     return {"text": text, "config_dir": str(folder), "tables": {"Correction runs": rows}, "figures": {},
-            "metrics": {"runs": rows}}
+            "metrics": {"runs": rows}, "trusted": trusted}
 
 
 @pipeline_step("evaluate", depends=("mitigate",), title="Re-evaluation: did the fix work?", inputs=_mitigation_inputs)
@@ -400,7 +454,7 @@ def headline_rows(ctx):
 
     results, rows = ctx.results, []
     test = results["train"]["metrics"]["test"]
-    rows.append({"step": "original model", "result": ", ".join(f"{s} {m['accuracy']:.3f}" for s, m in test.items())})
+    rows.append({"step": "original model", "result": ", ".join(f"{s} {_number(m['accuracy'])}" for s, m in test.items())})
     quality = results["reveal"]["metrics"].get("quality")
     if quality:
         spray = [e for e in quality["spray"] if e["passes"]]
@@ -415,11 +469,12 @@ def headline_rows(ctx):
                                                      f"inspecting {annotate['inspected']}"})
     for row in results["retrieve"]["tables"]["Retrieval on held-out samples"]:
         if row["split"] == "test":
-            rows.append({"step": f"retrieval ({row['features']})", "result": f"AUROC {row['AUROC']:.3f}, AP {row['AP']:.3f}"})
+            rows.append({"step": f"retrieval ({row['features']})",
+                         "result": f"AUROC {_number(row['AUROC'])}, AP {_number(row['AP'])}"})
     loc = results["localize"]["metrics"]
     if loc:
-        rows.append({"step": "localization", "result": f"IoU {loc['iou_mean']:.3f}, artifact relevance "
-                                                       f"{loc['artifact_relevance_mean']:.3f}"})
+        rows.append({"step": "localization", "result": f"IoU {_number(loc['iou_mean'])}, artifact relevance "
+                                                       f"{_number(loc['artifact_relevance_mean'])}"})
     for row in results["evaluate"]["metrics"]["comparison"]:
         if row["method"] == "original":
             continue
