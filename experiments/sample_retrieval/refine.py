@@ -29,6 +29,7 @@ from utils.bias.retrieval import write_csv
 from utils.cli import config_parser, main_entry
 from utils.errors import UserError
 from utils.io import write_json
+from utils.locks import folder_lock
 from utils.table import format_table
 
 PLACEHOLDER = "<ID> ..."  # how the printed next command marks where sample ids go
@@ -150,7 +151,9 @@ def main(argv=None):
                                                      "inspected_at_target_recall", "inspected_per_artifact_sample",
                                                      "random_inspected_at_target_recall")}]))
     else:
-        result = review_round(ctx, train, _ids(args.accept), _ids(args.reject), reviewer=args.reviewer)
+        # the state file is read, changed and written: two reviewers at once must not lose a round
+        with folder_lock(ctx.out_dir):
+            result = review_round(ctx, train, _ids(args.accept), _ids(args.reject), reviewer=args.reviewer)
         print_round(result, args, ctx.config, ctx.artifact)
     print(f"outputs: {ctx.out_dir}")
     return result

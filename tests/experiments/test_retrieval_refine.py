@@ -168,3 +168,29 @@ def test_simulation_curve_is_monotone():
     inspected, found = simulate_annotation(features, labels, 3, 10, "mean")
     assert np.all(np.diff(found) >= 0) and found[-1] == labels.sum()
     assert inspected_at_recall(inspected, found, labels.sum(), 0.9) <= 1.2 * labels.sum()
+
+
+def test_a_second_reviewer_at_once_is_refused_and_loses_nothing(audit, capsys):
+    """The review state is read, changed and written: while another process holds the folder, refine
+    stops with one line (exit 2) and the state stays as the other left it."""
+    import os
+    import signal
+
+    from tests.utils.test_locks import _holder
+
+    path, config, splits = audit
+    ids = _reveal_file(config, splits)
+    refine.main(["--config_file", str(path), "--accept", ids[0]])
+    folder = step_dir(config, "sample_retrieval", create=False) / "band_aid"
+    before = _state(config)
+    holder = _holder(folder)
+    try:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stopped:
+            refine.main(["--config_file", str(path), "--accept", ids[1]])
+        err = capsys.readouterr().err.strip()
+        assert stopped.value.code == 2 and len(err.splitlines()) == 1 and "is in use by another run" in err
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    assert _state(config) == before
