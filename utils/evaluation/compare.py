@@ -260,7 +260,7 @@ def _cell(row, key):
         if not np.isfinite(value):
             return "—"
         sd = row.get(f"{key}_sd")
-        sd = float("nan") if sd is None else sd
+        sd = float("nan") if sd is None or key == "epochs" else sd  # epochs: the same for every seed
         digits = {"seconds": 1, "epochs": 0}.get(key, 3)
         return f"{value:.{digits}f} ± {sd:.{digits}f}" if np.isfinite(sd) else f"{value:.{digits}f}"
     return str(value)
