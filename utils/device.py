@@ -37,3 +37,19 @@ def mixed_precision_enabled(requested: bool, device: torch.device, warn=True) ->
                   file=sys.stderr)
         return False
     return bool(requested)
+
+
+@contextlib.contextmanager
+def cpu_threads(n=None):
+    """torch's CPU thread count set to ``n`` inside the block (unchanged for ``None``) and restored after.
+
+    Benchmarks fix the count for comparable timings; restoring it matters because a different count
+    changes the order of floating-point sums, so whatever runs next in the process would give other bits.
+    """
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

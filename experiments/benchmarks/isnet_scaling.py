@@ -18,6 +18,7 @@ from torch import nn
 from model_training.corrections.isnet import ISNet
 from models import get_model
 from utils.cli import main_entry
+from utils.device import cpu_threads
 from utils.config.mitigation import MitigationConfig
 from utils.io import write_json, write_text
 from utils.table import format_table, markdown_table
@@ -79,7 +80,11 @@ def main(argv=None):
     parser.add_argument("--input_rule", choices=["zb", "gradient"], default="zb")
     parser.add_argument("--out", default="outputs/benchmarks/isnet_scaling")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    with cpu_threads(args.threads):
+        return _run(args)
+
+
+def _run(args):
     torch.manual_seed(0)
     x = torch.randn(args.batch_size, 3, args.img_size, args.img_size)
     foreground = torch.zeros(args.batch_size, 1, args.img_size, args.img_size)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from models import get_model, get_model_spec, list_models, register_model
+from utils.device import cpu_threads
 from utils.lrp.attribution import frozen_parameters
 from utils.lrp.fast import FastBackend
 from utils.lrp.zennit_backend import ZennitBackend
@@ -104,8 +105,11 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice); "
                         "1 gives steadier numbers on a machine shared with other jobs")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    with cpu_threads(args.threads):
+        _run(args)
+
+
+def _run(args):
     cases = default_cases()
     names = args.models.split(",") if args.models else list(cases)
     warnings.filterwarnings("ignore", module="crp|zennit")

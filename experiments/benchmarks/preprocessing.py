@@ -124,7 +124,6 @@ def main(argv=None):
     parser.add_argument("--backends", nargs="+", default=["auto"], choices=["auto", "fast", "zennit"],
                         help="LRP backends to compare (default: %(default)s, the one steps use)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
     for case, backend in itertools.product(args.cases, args.backends):
         name, img_size, batch, n_batches = case.split(":")

@@ -69,24 +69,36 @@ def _call(target, args):
     return getattr(importlib.import_module(module), name)(*args)
 
 
-def _child(target, args, kill_at):
+def _threads():
+    import torch
+    return torch.get_num_threads()
+
+
+def _in_child(target, args, threads, on_event):
+    """``target`` in a child, with the test process's CPU thread count: a different count sums floats in
+    another order, and the killed run's partial work must be what the test process would have computed."""
+    import torch
+    torch.set_num_threads(threads)
+    with counting(Events(on_event)):
+        _call(target, args)
+
+
+def _child(target, args, kill_at, threads):
     def die(count):
         if count == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    with counting(Events(die)):
-        _call(target, args)
+    _in_child(target, args, threads, die)
 
 
-def _paused_child(target, args, pause_at, signals):
+def _paused_child(target, args, pause_at, signals, threads):
     def pause(count):
         if count == pause_at:  # say so, then wait until the test lets the run go on
             (signals / "paused").write_text(str(os.getpid()))
             while not (signals / "go").exists():
                 time.sleep(0.02)
 
-    with counting(Events(pause)):
-        _call(target, args)
+    _in_child(target, args, threads, pause)
 
 
 class PausedRun:
@@ -96,7 +108,8 @@ class PausedRun:
     def __init__(self, target, args, pause_at, signals, timeout=120):
         self.signals = Path(signals)
         self.signals.mkdir(parents=True, exist_ok=True)
-        self.process = _context().Process(target=_paused_child, args=(target, tuple(args), pause_at, self.signals))
+        self.process = _context().Process(target=_paused_child, args=(target, tuple(args), pause_at, self.signals,
+                                                                     _threads()))
         self.process.start()
         deadline = time.time() + timeout
         while not (self.signals / "paused").exists():
@@ -130,7 +143,7 @@ def _context():
 def run_killed(target, args, kill_at, timeout=300):
     """Run ``target`` (``"module:function"``) with ``args`` in a child process killed at event ``kill_at``;
     returns the child's exit code (``-9`` when the kill came)."""
-    process = _context().Process(target=_child, args=(target, tuple(args), kill_at))
+    process = _context().Process(target=_child, args=(target, tuple(args), kill_at, _threads()))
     process.start()
     process.join(timeout)
     if process.is_alive():
