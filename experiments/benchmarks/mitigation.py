@@ -17,6 +17,10 @@ Settings (none of them was used to choose a default):
 * ``synth_ecg_defective_lead``: ``config_files/pipeline/synth_ecg.yaml``;
 * ``synth_shapes_image_folder``: a 6-class shape task (``synth_shapes``) exported as a bring-your-own
   image folder, its artifact annotated with masks (clean/attacked subsets by pasting).
+
+Each setting's result is written to ``<output_dir>/settings/<setting>.json`` as soon as it is done;
+``benchmark.json`` and ``benchmark.md`` sum up every setting measured into the folder so far, so the
+settings may be run one at a time (``python -m experiments.readme_numbers`` reads them).
 """
 import argparse
 import time
@@ -32,8 +36,9 @@ from utils.config import TrainingConfig, load_config
 from utils.errors import UserError
 from utils.evaluation.compare import BEST_RULE, best, display_rows, write_comparison
 from utils.evaluation.runner import correct_and_evaluate
-from utils.io import write_json, write_text
+from utils.io import nan_for_null, read_json, write_json, write_text
 from utils.pipeline.config import PipelineConfig
+from utils.provenance import provenance
 from utils.table import format_table, markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,6 +100,18 @@ def run_setting(name, seeds, output_dir, log=print):
     return rows
 
 
+def setting_path(output_dir, name):
+    return Path(output_dir) / "settings" / f"{name}.json"
+
+
+def read_settings(output_dir) -> dict:
+    """``{setting: {"seeds", "best_rule", "rows", "best"}}`` of every setting measured into ``output_dir``,
+    in the order of :data:`SETTINGS`."""
+    results = {name: read_json(setting_path(output_dir, name)) for name in SETTINGS
+               if setting_path(output_dir, name).is_file()}
+    return {name: {**result, "rows": nan_for_null(result["rows"])} for name, result in results.items()}
+
+
 def summary_rows(name, rows):
     cells = display_rows(rows, COLUMNS[1:])
     return [{"setting": name, **cell} for cell in cells]
@@ -113,15 +130,17 @@ def main(argv=None):
     if len(set(args.seeds)) != len(args.seeds):
         raise UserError(f"--seeds: each seed once, got {args.seeds}")
     output_dir = Path(args.output_dir)
-    table, results = [], {}
     for name in args.settings:
         rows = run_setting(name, args.seeds, output_dir)
         winner = best(rows)
-        results[name] = {"rows": rows, "best": winner}
-        table += summary_rows(name, rows)
+        write_json(setting_path(output_dir, name), {"seeds": args.seeds, "best_rule": BEST_RULE, "rows": rows,
+                                                    "best": winner, "provenance": provenance()})
         print(format_table(summary_rows(name, rows), COLUMNS))
         print(f"best correction: {winner['method'] + ' ' + winner['strength'] if winner else 'none'}\n")
-    write_json(output_dir / "benchmark.json", {"seeds": args.seeds, "best_rule": BEST_RULE, "settings": results})
+    # the summary holds every setting measured into this folder so far: settings may be run one at a time
+    results = read_settings(output_dir)
+    table = [row for name, result in results.items() for row in summary_rows(name, result["rows"])]
+    write_json(output_dir / "benchmark.json", {"best_rule": BEST_RULE, "settings": results})
     write_text(output_dir / "benchmark.md", markdown_table(table, COLUMNS) + f"\n\nbest: {BEST_RULE}\n")
     print(format_table(table, COLUMNS))
     print(f"outputs: {output_dir / 'benchmark.md'}")

@@ -22,9 +22,18 @@ def test_benchmark_reports_every_method_with_mean_sd_and_status(tmp_path, monkey
     assert rrr["seeds"] == 2 and rrr["strength"] in ("lamb=1", "lamb=10") and rrr["epochs"] == 2
     assert rrr["status"] in ("ok", "degraded", "collapsed")
     saved = json.loads((tmp_path / "benchmark.json").read_text())
-    assert saved["seeds"] == [0, 1] and "tiny" in saved["settings"]
+    assert saved["settings"]["tiny"]["seeds"] == [0, 1]
+    assert [(r["method"], r["status"]) for r in saved["settings"]["tiny"]["rows"]] == [
+        (r["method"], r["status"]) for r in rows]
     table = (tmp_path / "benchmark.md").read_text()
     assert " ± " in table and "gap_closed" in table and "clean_change" in table
+    # the README's block of this setting: every method, mean ± sd, stamped with the run's record
+    from experiments.readme_numbers import benchmark_blocks
+
+    block = benchmark_blocks(tmp_path)["benchmark_tiny"]
+    assert block.startswith("Original model: clean ") and "Mean ± sd over seeds 0, 1." in block
+    assert all(f"| {row['method']} |" in block for row in rows[1:]) and " ± " in block
+    assert "commit " in block and "seeds 0, 1._" in block
 
 
 def test_unknown_setting_is_a_one_line_error(tmp_path, capsys):

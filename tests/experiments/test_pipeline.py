@@ -139,3 +139,62 @@ def test_recorded_annotations_are_used_as_they_are(pipeline_run, tmp_path):
     _, results = run(path, log=lambda *_: None)
     assert results["annotate"]["metrics"]["recorded"] == len(train)
     assert results["retrieve"]["metrics"]["variants"]
+
+
+def _generated_files(base):
+    """The files of readme_numbers.required_blocks() under ``base``, each with its blocks between prose."""
+    from experiments.readme_numbers import required_blocks
+
+    for relative, names in required_blocks().items():
+        path = base / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("# Title\n\nprose before\n\n" + "".join(
+            f"<!-- numbers:{name} -->\nold {name}\n<!-- /numbers:{name} -->\n\nprose between\n\n" for name in names))
+    (base / "static").mkdir()
+
+
+def test_readme_numbers_are_generated_from_the_outputs(pipeline_run, tmp_path):
+    """Blocks hold the pipeline's own headline (its computed verdicts), stamped with commit and CPU, the
+    step times and its figures; prose outside the blocks is kept; a hand edit is found by --check."""
+    from experiments.readme_numbers import regenerate
+
+    _, root = pipeline_run
+    _generated_files(tmp_path)
+    rows = regenerate(root, base=tmp_path)
+    readme = (tmp_path / "README.md").read_text()
+    metrics = json.loads((root / "metrics.json").read_text())
+    for row in metrics["headline"]:  # the verdicts as computed, never typed
+        assert f"| {row['step']} | {row['result']} |" in readme
+    assert "commit " in readme and "CPU " in readme and "seed 0, one run" in readme
+    assert re.search(r"pipeline \d+ s \(data \d+ s, train \d+ s", readme)
+    assert readme.startswith("# Title\n\nprose before\n\n") and readme.count("prose between") == 3
+    assert "old benchmark_synth_derm_band_aid" in readme  # no benchmark given: kept
+    states = {(r["file"], r["block"]): r["state"] for r in rows}
+    assert states[("README.md", "benchmark_synth_derm_band_aid")] == "not measured: kept"
+    assert (tmp_path / "static" / "annotation_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+    assert all(r["state"] != "rewritten" for r in regenerate(root, base=tmp_path, check=True))
+    (tmp_path / "README.md").write_text(readme.replace("| original model | clean", "| original model | clean 0.999,"))
+    rewritten = [r for r in regenerate(root, base=tmp_path, check=True) if r["state"] == "rewritten"]
+    assert [(r["file"], r["block"]) for r in rewritten] == [("README.md", "demo_headline")]
+    assert "clean 0.999," in (tmp_path / "README.md").read_text()  # --check writes nothing
+
+
+def test_readme_numbers_refuse_a_file_without_its_block(pipeline_run, tmp_path, capsys):
+    from experiments.readme_numbers import regenerate
+    from utils.errors import UserError
+
+    _, root = pipeline_run
+    _generated_files(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(readme.read_text().replace("<!-- numbers:demo_timing -->", ""))
+    with pytest.raises(UserError, match="no block <!-- numbers:demo_timing -->"):
+        regenerate(root, base=tmp_path)
+
+
+def test_the_readmes_hold_every_generated_block():
+    from experiments.readme_numbers import ROOT, required_blocks
+    from utils.readme_blocks import block_names
+
+    for relative, names in required_blocks().items():
+        assert set(names) <= set(block_names((ROOT / relative).read_text())), relative

@@ -24,6 +24,7 @@ from typing import Callable
 from utils.errors import UserError
 from utils.identity import changed, identities
 from utils.io import read_json, write_json
+from utils.provenance import provenance
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def run_steps(ctx, from_step=None, only=None, log=print):
         result = step.run(ctx)
         trusted = identities(result.get("trusted", []))
         write_json(manifest, {"key": key, "result": result, "trusted": trusted,
-                              "seconds": round(time.time() - start, 1)})
+                              "seconds": round(time.time() - start, 1), "provenance": provenance()})
         ctx.results[name] = read_json(manifest)["result"]  # as a later run reads it from the manifest
         ctx.keys[name] = _finished_key(key, trusted)
         log(f"[{index + 1}/{len(names)}] {step.title}: done in {time.time() - start:.0f} s "

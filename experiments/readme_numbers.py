@@ -1,0 +1,153 @@
+"""Regenerate the numbers and figures the READMEs show, from outputs: ``python -m experiments.readme_numbers``.
+
+    python -m experiments.readme_numbers [--config_file config_files/pipeline/synth_derm.yaml]
+                                         [--benchmark_dir outputs/benchmarks/mitigation] [--check]
+
+It runs the demo (the pipeline of ``--config_file``; steps already computed are cached and do no work),
+then rewrites every generated block (``<!-- numbers:NAME -->`` ... ``<!-- /numbers:NAME -->``, see
+:mod:`utils.readme_blocks`) of the files of :func:`required_blocks` and copies the figures of :data:`FIGURES`
+into ``static/``:
+
+* ``demo_headline``: the headline table the pipeline computed, its verdicts (found / not found, status,
+  best correction) included, stamped with date, commit, CPU and "seed 0, one run";
+* ``demo_timing``: the time of each step, as recorded when the outputs were computed;
+* ``benchmark_<setting>``: a setting of ``python -m experiments.benchmarks.mitigation`` (mean ± sd over
+  its seeds), stamped with the record the benchmark wrote; a setting not measured in ``--benchmark_dir``
+  keeps its block, and the table printed at the end says so.
+
+``--check`` writes nothing and exits with 1 when a file would change.
+"""
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from experiments.benchmarks import mitigation
+from utils.cli import main_entry
+from utils.errors import UserError
+from utils.evaluation.compare import display_rows
+from utils.io import read_json, write_text
+from utils.provenance import stamp
+from utils.readme_blocks import block_names, replace_blocks
+from utils.table import format_table, markdown_table
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = "config_files/pipeline/synth_derm.yaml"
+# static/<file>: (pipeline step, file name of the step's figure)
+FIGURES = {"static/annotation_curve.png": ("annotate", "annotation_curve.png"),
+           "static/localization_masks.png": ("localize", "masks_overview.png")}
+BENCHMARK_COLUMNS = ["method", "strength", "status", "clean", "attacked", "gap_closed", "clean_change", "p_attacked",
+                     "artifact_relevance"]
+
+
+def required_blocks() -> dict:
+    """Which generated blocks each file must hold (every benchmark setting in the mitigation README)."""
+    settings = tuple(f"benchmark_{name}" for name in mitigation.SETTINGS)
+    return {"README.md": ("demo_headline", "demo_timing", "benchmark_synth_derm_band_aid"),
+            "experiments/mitigation_experiments/README.md": settings}
+
+
+def demo_blocks(root) -> dict:
+    """The demo's blocks from the pipeline folder ``root`` (its metrics.json and step records)."""
+    metrics = read_json(root / "metrics.json")
+    headline = markdown_table(metrics["headline"], ["step", "result"])
+    records = {path.stem: read_json(path) for path in sorted((root / "steps").glob("*.json"))}
+    order = [name for name in [*metrics, "report"] if records.get(name, {}).get("seconds") is not None]
+    timing = ", ".join(f"{name} {records[name]['seconds']:.0f} s" for name in order)
+    total = sum(records[name]["seconds"] for name in order)
+    # the record of the step that computed the comparison; a step cached from another commit is named
+    record = records.get("evaluate", {}).get("provenance", {})
+    others = sorted({r["provenance"].get("commit") or "?" for r in records.values() if "provenance" in r}
+                    - {record.get("commit")})
+    runs = "seed 0, one run" + (f"; some steps cached from commit {', '.join(others)}" if others else "")
+    return {"demo_headline": headline + "\n\n" + stamp(record, runs),
+            "demo_timing": f"pipeline {total:.0f} s ({timing}), as recorded when these outputs were computed"}
+
+
+def benchmark_block(result) -> str:
+    rows = result["rows"]
+    original = next(row for row in rows if row["method"] == "original")
+    winner = result.get("best")
+    seeds = ", ".join(map(str, result["seeds"]))
+    lines = [f"Original model: clean {original['clean']:.3f}, attacked {original['attacked']:.3f}. "
+             f"Mean ± sd over seeds {seeds}.", "",
+             markdown_table(display_rows(rows, BENCHMARK_COLUMNS), BENCHMARK_COLUMNS), "",
+             "Best correction: " + (f"{winner['method']} ({winner['strength']})." if winner else
+                                    "none within the clean budget."),
+             stamp(result.get("provenance", {}), f"seeds {seeds}")]
+    return "\n".join(lines)
+
+
+def benchmark_blocks(benchmark_dir) -> dict:
+    if benchmark_dir is None:
+        return {}
+    if not Path(benchmark_dir).is_dir():
+        raise UserError(f"--benchmark_dir: {benchmark_dir} is not a folder; run python -m "
+                        "experiments.benchmarks.mitigation --output_dir DIR first")
+    return {f"benchmark_{name}": benchmark_block(result) for name, result in mitigation.read_settings(benchmark_dir).items()}
+
+
+def figure_sources(root) -> dict:
+    """``static/<file>: the figure of the pipeline run to copy there``."""
+    sources = {}
+    for target, (step, name) in FIGURES.items():
+        figures = read_json(root / "steps" / f"{step}.json")["result"].get("figures", {})
+        found = [Path(p) for p in figures.values() if Path(p).name == name]
+        if not found:
+            raise UserError(f"{root / 'steps' / (step + '.json')}: no figure named {name} for {target}")
+        sources[target] = found[0]
+    return sources
+
+
+def regenerate(root, benchmark_dir=None, base=ROOT, check=False) -> list:
+    """Rewrite the blocks and figures under ``base`` from the pipeline folder ``root``; returns one row per
+    block and figure saying what happened (``check``: what would)."""
+    blocks = {**demo_blocks(root), **benchmark_blocks(benchmark_dir)}
+    rows = []
+    for relative, required in required_blocks().items():
+        path = base / relative
+        text = path.read_text()
+        present = set(block_names(text))
+        lacking = [name for name in required if name not in present]
+        if lacking:
+            raise UserError(f"{path}: no block <!-- numbers:{lacking[0]} --> ... <!-- /numbers:{lacking[0]} -->")
+        ours = {name: blocks[name] for name in required if name in blocks}
+        new = replace_blocks(text, ours, source=str(path))
+        for name in required:
+            rows.append({"file": relative, "block": name, "state": "not measured: kept" if name not in ours else
+                         "unchanged" if _body(text, name) == _body(new, name) else "rewritten"})
+        if new != text and not check:
+            write_text(path, new)
+    for target, source in figure_sources(root).items():
+        same = (base / target).is_file() and (base / target).read_bytes() == source.read_bytes()
+        rows.append({"file": target, "block": f"figure {source}", "state": "unchanged" if same else "rewritten"})
+        if not same and not check:
+            shutil.copyfile(source, base / target)
+    return rows
+
+
+def _body(text, name):
+    start = text.index(f"<!-- numbers:{name} -->")
+    return text[start:text.index(f"<!-- /numbers:{name} -->", start)]
+
+
+@main_entry
+def main(argv=None):
+    from experiments.run_pipeline import run
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config_file", default=DEMO_CONFIG, help="the demo's pipeline config")
+    parser.add_argument("--benchmark_dir", help="output folder of python -m experiments.benchmarks.mitigation")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file would change")
+    args = parser.parse_args(argv)
+    root, _ = run(args.config_file)
+    rows = regenerate(root, args.benchmark_dir, check=args.check)
+    print(format_table(rows))
+    if args.check and any(row["state"] == "rewritten" for row in rows):
+        print("the READMEs differ from what these outputs give: run without --check to rewrite them", file=sys.stderr)
+        sys.exit(1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
