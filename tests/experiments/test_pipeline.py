@@ -166,7 +166,7 @@ def test_readme_numbers_are_generated_from_the_outputs(pipeline_run, tmp_path):
     for row in metrics["headline"]:  # the verdicts as computed, never typed
         assert f"| {row['step']} | {row['result']} |" in readme
     assert "commit " in readme and "CPU " in readme and "seed 0, one run" in readme
-    assert re.search(r"pipeline \d+ s \(data \d+ s, train \d+ s", readme)
+    assert re.search(r"pipeline \d+ s \(data \d+ s, train \d+ s, preprocess \d+ s", readme)
     assert readme.startswith("# Title\n\nprose before\n\n") and readme.count("prose between") == 3
     assert "old benchmark_synth_derm_band_aid" in readme  # no benchmark given: kept
     states = {(r["file"], r["block"]): r["state"] for r in rows}
