@@ -118,29 +118,6 @@ def test_same_command_on_other_data(name, tmp_path):
     assert all(row["attacked"] == row["attacked"] for row in metrics["evaluate"]["comparison"])  # not NaN
 
 
-def test_recorded_annotations_are_used_as_they_are(pipeline_run, tmp_path):
-    """annotation.simulate: false takes the audit's annotation_file; without one, a one-line error."""
-    import yaml
-
-    from utils.errors import UserError
-
-    config, root = pipeline_run
-    recorded = yaml.safe_load(config.read_text())
-    recorded.update(config_name="reduced", annotation={"simulate": False}, mitigation=[{"method": "PClarc"}])
-    path = tmp_path / "recorded.yaml"
-    path.write_text(yaml.safe_dump(recorded))
-    with pytest.raises(UserError, match="'annotation.simulate': false needs 'audit.annotation_file'"):
-        run(path, log=lambda *_: None)
-    train = json.loads((root / "metrics.json").read_text())["annotate"]["seeds"]
-    annotations = tmp_path / "annotations.json"
-    annotations.write_text(json.dumps({"band_aid": train}))
-    recorded["audit"] = {**recorded["audit"], "annotation_file": str(annotations)}
-    path.write_text(yaml.safe_dump(recorded))
-    _, results = run(path, log=lambda *_: None)
-    assert results["annotate"]["metrics"]["recorded"] == len(train)
-    assert results["retrieve"]["metrics"]["variants"]
-
-
 def _generated_files(base):
     """The files of readme_numbers.required_blocks() under ``base``, each with its blocks between prose."""
     from experiments.readme_numbers import required_blocks
@@ -180,7 +157,7 @@ def test_readme_numbers_are_generated_from_the_outputs(pipeline_run, tmp_path):
     assert "clean 0.999," in (tmp_path / "README.md").read_text()  # --check writes nothing
 
 
-def test_readme_numbers_refuse_a_file_without_its_block(pipeline_run, tmp_path, capsys):
+def test_readme_numbers_refuse_a_file_without_its_block(pipeline_run, tmp_path):
     from experiments.readme_numbers import regenerate
     from utils.errors import UserError
 
@@ -198,3 +175,28 @@ def test_the_readmes_hold_every_generated_block():
 
     for relative, names in required_blocks().items():
         assert set(names) <= set(block_names((ROOT / relative).read_text())), relative
+
+
+def test_recorded_annotations_are_used_as_they_are(pipeline_run, tmp_path):
+    """annotation.simulate: false takes the audit's annotation_file; without one, a one-line error.
+
+    Last in this file: it re-runs the shared pipeline folder with other annotations (reusing its training)."""
+    import yaml
+
+    from utils.errors import UserError
+
+    config, root = pipeline_run
+    recorded = yaml.safe_load(config.read_text())
+    recorded.update(config_name="reduced", annotation={"simulate": False}, mitigation=[{"method": "PClarc"}])
+    path = tmp_path / "recorded.yaml"
+    path.write_text(yaml.safe_dump(recorded))
+    with pytest.raises(UserError, match="'annotation.simulate': false needs 'audit.annotation_file'"):
+        run(path, log=lambda *_: None)
+    train = json.loads((root / "metrics.json").read_text())["annotate"]["seeds"]
+    annotations = tmp_path / "annotations.json"
+    annotations.write_text(json.dumps({"band_aid": train}))
+    recorded["audit"] = {**recorded["audit"], "annotation_file": str(annotations)}
+    path.write_text(yaml.safe_dump(recorded))
+    _, results = run(path, log=lambda *_: None)
+    assert results["annotate"]["metrics"]["recorded"] == len(train)
+    assert results["retrieve"]["metrics"]["variants"]
