@@ -80,12 +80,16 @@ def benchmark_block(result) -> str:
     return "\n".join(lines)
 
 
+def _check_benchmark_dir(benchmark_dir):
+    if benchmark_dir is not None and not Path(benchmark_dir).is_dir():
+        raise UserError(f"--benchmark_dir: {benchmark_dir} is not a folder; run python -m "
+                        "experiments.benchmarks.mitigation --output_dir DIR first")
+
+
 def benchmark_blocks(benchmark_dir) -> dict:
     if benchmark_dir is None:
         return {}
-    if not Path(benchmark_dir).is_dir():
-        raise UserError(f"--benchmark_dir: {benchmark_dir} is not a folder; run python -m "
-                        "experiments.benchmarks.mitigation --output_dir DIR first")
+    _check_benchmark_dir(benchmark_dir)
     return {f"benchmark_{name}": benchmark_block(result) for name, result in mitigation.read_settings(benchmark_dir).items()}
 
 
@@ -142,6 +146,7 @@ def main(argv=None):
     parser.add_argument("--benchmark_dir", help="output folder of python -m experiments.benchmarks.mitigation")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file would change")
     args = parser.parse_args(argv)
+    _check_benchmark_dir(args.benchmark_dir)  # before the demo runs: a typo must not cost its minutes
     root, _ = run(args.config_file)
     rows = regenerate(root, args.benchmark_dir, check=args.check)
     print(format_table(rows))

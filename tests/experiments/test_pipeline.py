@@ -169,6 +169,17 @@ def test_readme_numbers_refuse_a_file_without_its_block(pipeline_run, tmp_path):
         regenerate(root, base=tmp_path)
 
 
+def test_readme_numbers_refuse_a_missing_benchmark_folder_before_running(tmp_path, capsys, monkeypatch):
+    from experiments import readme_numbers
+
+    monkeypatch.setattr("experiments.run_pipeline.run", lambda *a, **k: pytest.fail("the demo ran first"))
+    with pytest.raises(SystemExit) as stop:
+        readme_numbers.main(["--benchmark_dir", str(tmp_path / "nope")])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == (f"--benchmark_dir: {tmp_path / 'nope'} is not a folder; run python -m "
+                                               "experiments.benchmarks.mitigation --output_dir DIR first")
+
+
 def test_the_readmes_hold_every_generated_block():
     from experiments.readme_numbers import ROOT, required_blocks
     from utils.readme_blocks import block_names
