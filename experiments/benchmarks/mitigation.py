@@ -18,6 +18,14 @@ Settings (none of them was used to choose a default):
 * ``synth_shapes_image_folder``: a 6-class shape task (``synth_shapes``) exported as a bring-your-own
   image folder, its artifact annotated with masks (clean/attacked subsets by pasting).
 
+Beside the original model, each setting trains a **reference**: the same training on the same data
+with the shortcut under study left out (the other artifacts stay), evaluated on the same test
+subsets. Its attacked accuracy is what a model that never learned the shortcut gets there, so
+``gap_closed_attainable`` (attacked accuracy gained over the original, as a share of the
+reference's gain) says how much of the *shortcut's* part of the gap a correction closed. The
+clean-attacked gap also holds what the artifact costs a model without the shortcut (occlusion, an
+unseen pattern); ``gap_closed`` counts that part too, and no correction can close it.
+
 Each setting's result is written to ``<output_dir>/settings/<setting>.json`` as soon as it is done;
 ``benchmark.json`` and ``benchmark.md`` sum up every setting measured into the folder so far, so the
 settings may be run one at a time (``python -m experiments.readme_numbers`` reads them).
@@ -26,17 +34,22 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from datasets.export_image_folder import export_image_folder
-from datasets.registry import get_dataset_from_config
+from datasets.registry import get_dataset_entry, get_dataset_from_config
+from model_training.corrections.data import correction_splits
+from model_training.corrections.loading import load_corrected_model
 from model_training.trainer import run_training
 from utils.cli import main_entry
 from utils.config import TrainingConfig, load_config
+from utils.device import resolve_device
 from utils.errors import UserError
 from utils.evaluation.compare import BEST_RULE, best, display_rows, write_comparison
 from utils.evaluation.runner import correct_and_evaluate
 from utils.io import nan_for_null, read_json, write_json, write_text
+from utils.metrics import evaluate_subsets
 from utils.pipeline.config import PipelineConfig
 from utils.provenance import provenance
 from utils.table import format_table, markdown_table
@@ -44,8 +57,9 @@ from utils.table import format_table, markdown_table
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = ROOT / "config_files" / "pipeline"
 SHAPES_TRAINING = ROOT / "config_files" / "training" / "synth_shapes" / "tiny_vgg_adam_lr0.003.yaml"
-COLUMNS = ["setting", "method", "strength", "status", "clean", "attacked", "gap_closed", "clean_change", "p_attacked",
-           "seeds"]
+COLUMNS = ["setting", "method", "strength", "status", "clean", "attacked", "gap_closed", "gap_closed_attainable",
+           "clean_change", "p_attacked", "seeds"]
+REFERENCE = "reference"
 
 
 def _pipeline(name):
@@ -58,13 +72,22 @@ def _skin_marker():
             "artifacts": {"skin_marker": {"melanoma": 0.33}, "ruler": {"benign": 0.15, "melanoma": 0.15}}}
 
 
-def _shapes(output_dir):
-    """The image-folder pipeline on an export of synth_shapes (written once under ``output_dir``)."""
-    training = yaml.safe_load(SHAPES_TRAINING.read_text())
+def _shapes_export(output_dir, without_artifacts=False):
+    """An image-folder export of synth_shapes (written once under ``output_dir``), optionally without
+    its artifacts (for the reference)."""
     source = load_config(SHAPES_TRAINING, TrainingConfig)
-    export = output_dir / "synth_shapes_export"
+    if without_artifacts:
+        source = source.model_copy(update={"artifacts": {}})
+    export = output_dir / ("synth_shapes_export_without_artifacts" if without_artifacts else "synth_shapes_export")
     if not (export / "labels.csv").is_file():
         export_image_folder(get_dataset_from_config(source), export)
+    return export, source
+
+
+def _shapes(output_dir):
+    """The image-folder pipeline on an export of synth_shapes."""
+    training = yaml.safe_load(SHAPES_TRAINING.read_text())
+    export, source = _shapes_export(output_dir)
     config = _pipeline("image_folder")
     artifact = next(iter(get_dataset_from_config(source).train.artifact_names))
     own = {k: training[k] for k in ("num_epochs", "milestones", "lr", "optimizer", "loss") if k in training}
@@ -81,6 +104,52 @@ SETTINGS = {
 }
 
 
+def _without_shortcut(raw, output_dir):
+    """Training data of a setting without its shortcut: the artifact under study is left out of the
+    embedded data set's artifacts, or (an image folder) the folder is exported without it."""
+    unbiased = {**raw, "artifact": None}  # the shortcut is not in these data
+    if raw["dataset_name"] == "image_folder":
+        return {**unbiased, "data_paths": [str(_shapes_export(output_dir, without_artifacts=True)[0])]}
+    artifacts = raw.get("artifacts")
+    artifacts = get_dataset_entry(raw["dataset_name"]).default_artifacts if artifacts is None else artifacts
+    return {**unbiased, "artifacts": {k: v for k, v in artifacts.items() if k != raw["artifact"]}}
+
+
+def reference_row(name, raw, config, output_dir, original, log=print):
+    """Train (cached) the setting's reference and evaluate it on the setting's test subsets."""
+    reference = PipelineConfig.model_validate({**_without_shortcut(raw, output_dir), "config_name": f"{name}_reference"})
+    reference._source_file = f"benchmark setting {name} (reference)"
+    out_dir, _ = run_training(reference.training_config(), resume=True)
+    evaluation = config.mitigation_configs(out_dir / "checkpoints" / "best.pt")[0]
+    device = resolve_device(evaluation.device)
+    model = load_corrected_model(evaluation.ckpt_path, device)
+    metrics = evaluate_subsets(model, correction_splits(evaluation).test, evaluation.batch_size, device,
+                               evaluation.num_workers, subsets=("clean", "attacked", "ch"))
+    acc = {mode: m["accuracy"] for mode, m in metrics.items()}
+    gap = original["clean"] - original["attacked"]
+    log(f"{name}: reference without {raw['artifact']}: clean {acc['clean']:.3f}, attacked {acc['attacked']:.3f}")
+    return {"method": REFERENCE, "config": reference.config_name, "layer": "-",
+            "strength": f"no {raw['artifact']} in training", "seeds": 1, "status": "-",
+            "clean": acc["clean"], "attacked": acc["attacked"], "ch": acc["ch"],
+            # as for the corrections: the share of the original's clean-attacked gap that is gone
+            "gap_closed": ((acc["attacked"] - acc["clean"]) + gap) / gap if gap > 0 else float("nan"),
+            "clean_change": acc["clean"] - original["clean"]}
+
+
+def with_attainable_gap(rows, reference):
+    """Every row with ``gap_closed_attainable``: its ``gap_closed`` as a share of the reference's
+    (``nan`` where the reference closes nothing), and the reference's row last."""
+    attainable = reference["gap_closed"]
+    usable = np.isfinite(attainable) and attainable > 0
+
+    def share(row, key):
+        value = row.get(key)
+        return value / attainable if usable and value is not None else float("nan")
+
+    return [{**row, "gap_closed_attainable": share(row, "gap_closed"),
+             "gap_closed_attainable_sd": share(row, "gap_closed_sd")} for row in rows + [reference]]
+
+
 def run_setting(name, seeds, output_dir, log=print):
     """Train (cached) and correct one setting; returns its comparison rows."""
     raw = {**SETTINGS[name](output_dir), "config_name": name, "output_dir": str(output_dir)}
@@ -92,10 +161,12 @@ def run_setting(name, seeds, output_dir, log=print):
     out_dir, _ = run_training(training, resume=True)
     log(f"{name}: original model ready ({time.time() - start:.0f} s)")
     result = correct_and_evaluate(config.mitigation_configs(out_dir / "checkpoints" / "best.pt"), log=log)
-    rows = result.rows()
+    original = next(r for r in result.rows() if r["method"] == "original")
+    reference = reference_row(name, raw, config, output_dir, original, log)
+    rows = with_attainable_gap(result.rows(), reference)
     first = result.candidates[0][0]
-    write_comparison(rows, result.all_rows(), output_dir / "evaluation" / first.dataset_name / first.model_name,
-                     f"benchmark_{name}")
+    write_comparison(rows, with_attainable_gap(result.all_rows(), reference),
+                     output_dir / "evaluation" / first.dataset_name / first.model_name, f"benchmark_{name}")
     log(f"{name}: done in {time.time() - start:.0f} s")
     return rows
 

@@ -17,8 +17,21 @@ def test_benchmark_reports_every_method_with_mean_sd_and_status(tmp_path, monkey
     monkeypatch.setattr(mitigation, "SETTINGS", {"tiny": lambda out: tiny})
     results = mitigation.main(["--settings", "tiny", "--seeds", "0", "1", "--output_dir", str(tmp_path)])
     rows = results["tiny"]["rows"]
-    assert [row["method"] for row in rows] == ["original", "Vanilla", "PClarc", "RRR"]
-    rrr = rows[-1]
+    assert [row["method"] for row in rows] == ["original", "Vanilla", "PClarc", "RRR", "reference"]
+    rrr, reference = rows[-2], rows[-1]
+    # the reference is trained on the same data without the band-aid, and scored on the same subsets
+    import yaml
+
+    trained = yaml.safe_load((tmp_path / "training" / "synth_derm" / "tiny_vgg" / "tiny_reference" /
+                              "config.yaml").read_text())
+    assert trained["artifacts"] == {"ruler": {"benign": 0.15, "melanoma": 0.15}} and trained["artifact"] is None
+    assert reference["strength"] == "no band_aid in training" and 0 <= reference["attacked"] <= 1
+    original = rows[0]
+    gap = original["clean"] - original["attacked"]
+    assert reference["gap_closed"] == pytest.approx(1 - (reference["clean"] - reference["attacked"]) / gap)
+    for row in rows:  # each gap closed as a share of the reference's (undefined where it closes nothing)
+        expected = row["gap_closed"] / reference["gap_closed"] if reference["gap_closed"] > 0 else float("nan")
+        assert row["gap_closed_attainable"] == pytest.approx(expected, nan_ok=True)
     assert rrr["seeds"] == 2 and rrr["strength"] in ("lamb=1", "lamb=10") and rrr["epochs"] == 2
     assert rrr["status"] in ("ok", "degraded", "collapsed")
     saved = json.loads((tmp_path / "benchmark.json").read_text())
@@ -33,6 +46,7 @@ def test_benchmark_reports_every_method_with_mean_sd_and_status(tmp_path, monkey
     block = benchmark_blocks(tmp_path)["benchmark_tiny"]
     assert block.startswith("Original model: clean ") and "Mean ± sd over seeds 0, 1." in block
     assert all(f"| {row['method']} |" in block for row in rows[1:]) and " ± " in block
+    assert "The reference (no band_aid in training) gets clean " in block and "gap_closed_attainable" in block
     assert "commit " in block and "seeds 0, 1._" in block
 
 
