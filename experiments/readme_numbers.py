@@ -11,6 +11,12 @@ into ``static/``:
 * ``demo_headline``: the headline table the pipeline computed, its verdicts (found / not found, status,
   best correction) included, stamped with date, commit, CPU and "seed 0, one run";
 * ``demo_timing``: the time of each step, as recorded when the outputs were computed;
+* ``reveal_demo`` and ``localization_demo`` (in the step READMEs): the table the demo's reveal step
+  (does it find the band-aid, checked against ground truth) and localization step (masks against
+  ground-truth masks) computed, stamped like the headline;
+* ``training_<name>``: test accuracy per subset of the embedded data sets' training configs of
+  :data:`TRAININGS` (trained here unless already trained), with the training time and the record of the
+  run that trained it;
 * ``benchmark_<setting>``: a setting of ``python -m experiments.benchmarks.mitigation`` (mean ± sd over
   its seeds), stamped with the record the benchmark wrote; a setting not measured in ``--benchmark_dir``
   keeps its block, and the table printed at the end says so.
@@ -23,7 +29,9 @@ import sys
 from pathlib import Path
 
 from experiments.benchmarks import mitigation
+from model_training.trainer import run_training
 from utils.cli import main_entry
+from utils.config import TrainingConfig, load_config
 from utils.errors import UserError
 from utils.evaluation.compare import display_rows
 from utils.io import read_json, write_text
@@ -38,6 +46,12 @@ DEMO_CONFIG = "config_files/pipeline/synth_derm.yaml"
 # static/<file>: (pipeline step, file name of the step's figure)
 FIGURES = {"static/annotation_curve.png": ("annotate", "annotation_curve.png"),
            "static/localization_masks.png": ("localize", "masks_overview.png")}
+# block: training config (its run's test accuracy per subset is what the block states)
+TRAININGS = {"training_synth_shapes": "config_files/training/synth_shapes/tiny_vgg_adam_lr0.003.yaml",
+             "training_synth_ecg": "config_files/training/synth_ecg/tiny_cnn1d_adam_lr0.003.yaml"}
+# block: (pipeline step, start of the title of the step's table)
+STEP_TABLES = {"reveal_demo": ("reveal", "Does the reveal step find the artifact"),
+               "localization_demo": ("localize", "Localization against ground-truth masks")}
 BENCHMARK_COLUMNS = ["method", "strength", "status", "clean", "attacked", "gap_closed", "gap_closed_attainable",
                      "clean_change", "p_attacked", "artifact_relevance"]
 
@@ -45,7 +59,9 @@ BENCHMARK_COLUMNS = ["method", "strength", "status", "clean", "attacked", "gap_c
 def required_blocks() -> dict:
     """Which generated blocks each file must hold (every benchmark setting in the mitigation README)."""
     settings = tuple(f"benchmark_{name}" for name in mitigation.SETTINGS)
-    return {"README.md": ("demo_headline", "demo_timing", "benchmark_synth_derm_band_aid"),
+    return {"README.md": ("demo_headline", "demo_timing", *TRAININGS, "benchmark_synth_derm_band_aid"),
+            "experiments/reveal/README.md": ("reveal_demo",),
+            "experiments/localization/README.md": ("localization_demo",),
             "experiments/mitigation_experiments/README.md": settings}
 
 
@@ -62,8 +78,45 @@ def demo_blocks(root) -> dict:
     others = sorted({r["provenance"].get("commit") or "?" for r in records.values() if "provenance" in r}
                     - {record.get("commit")})
     runs = "seed 0, one run" + (f"; some steps cached from commit {', '.join(others)}" if others else "")
-    return {"demo_headline": headline + "\n\n" + stamp(record, runs),
-            "demo_timing": f"pipeline {total:.0f} s ({timing}), as recorded when these outputs were computed"}
+    blocks = {"demo_headline": headline + "\n\n" + stamp(record, runs),
+              "demo_timing": f"pipeline {total:.0f} s ({timing}), as recorded when these outputs were computed"}
+    for name, (step, title) in STEP_TABLES.items():
+        blocks[name] = step_table(root, records, step, title)
+    return blocks
+
+
+def step_table(root, records, step, title) -> str:
+    """The table of ``step`` whose title starts with ``title``, as the pipeline recorded it, stamped."""
+    tables = records.get(step, {}).get("result", {}).get("tables", {})
+    found = [(key, rows) for key, rows in tables.items() if key.startswith(title)]
+    if not found:
+        raise UserError(f"{root / 'steps' / (step + '.json')}: no table titled '{title}...'")
+    key, rows = found[0]
+    cells = [{column: _number(value) for column, value in row.items()} for row in rows]
+    record = records[step].get("provenance", {})
+    return f"{key}:\n\n{markdown_table(cells, list(rows[0]))}\n\n{stamp(record, 'seed 0, one run')}"
+
+
+def training_block(out_dir) -> str:
+    """What a training run's ``metrics.json`` says: test accuracy per subset, epochs and time, its record."""
+    metrics = read_json(out_dir / "metrics.json")
+    accuracy = ", ".join(f"{mode} {m['accuracy']:.3f}" for mode, m in metrics["test"].items())
+    seconds = sum(row.get("seconds", 0.0) for row in metrics["history"])
+    return (f"Test accuracy: {accuracy} (best of {len(metrics['history'])} epochs: epoch {metrics['best_epoch']}; "
+            f"{seconds / 60:.1f} min of training).\n{stamp(metrics.get('provenance', {}), 'seed 0, one run')}")
+
+
+def training_blocks(base, trainings) -> dict:
+    """Train each config of ``trainings`` (resumed: a finished run does no work) and state its numbers."""
+    blocks = {}
+    for name, relative in trainings.items():
+        out_dir, _ = run_training(load_config(base / relative, TrainingConfig), resume=True)
+        blocks[name] = training_block(out_dir)
+    return blocks
+
+
+def _number(value):
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def benchmark_block(result) -> str:
@@ -110,10 +163,11 @@ def figure_sources(root) -> dict:
     return sources
 
 
-def regenerate(root, benchmark_dir=None, base=ROOT, check=False) -> list:
+def regenerate(root, benchmark_dir=None, base=ROOT, check=False, trainings=None) -> list:
     """Rewrite the blocks and figures under ``base`` from the pipeline folder ``root``; returns one row per
-    block and figure saying what happened (``check``: what would)."""
-    blocks = {**demo_blocks(root), **benchmark_blocks(benchmark_dir)}
+    block and figure saying what happened (``check``: what would). ``trainings``: the ``training_<name>``
+    blocks to compute (block -> config path under ``base``); those not given are kept."""
+    blocks = {**demo_blocks(root), **benchmark_blocks(benchmark_dir), **training_blocks(base, trainings or {})}
     rows = []
     for relative, required in required_blocks().items():
         path = base / relative
@@ -153,7 +207,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     _check_benchmark_dir(args.benchmark_dir)  # before the demo runs: a typo must not cost its minutes
     root, _ = run(args.config_file)
-    rows = regenerate(root, args.benchmark_dir, check=args.check)
+    rows = regenerate(root, args.benchmark_dir, check=args.check, trainings=TRAININGS)
     print(format_table(rows))
     if args.check and any(row["state"] == "rewritten" for row in rows):
         print("the READMEs differ from what these outputs give: run without --check to rewrite them", file=sys.stderr)

@@ -34,10 +34,11 @@ from utils.device import autocast, mixed_precision_enabled
 from utils.distributed import RankBatchSampler, get_context, global_batches, training_device
 from utils.errors import UserError
 from utils.identity import file_identity
-from utils.io import write_json, write_text
+from utils.io import read_json, write_json, write_text
 from utils.locks import folder_lock
 from utils.metrics import evaluate, evaluate_subsets
 from utils.paths import step_dir
+from utils.provenance import provenance
 from utils.wandb_logging import RunLogger
 
 OPTIMIZERS = {
@@ -268,6 +269,7 @@ def _run_training(config, out_dir, resume, overwrite):
         trainer.resume()
     if trainer.dist.is_main:
         save_resolved_config(config, out_dir)
+    trained_now = trainer.start_epoch < config.num_epochs
     trainer.fit()
     if not trainer.dist.is_main:  # rank 0 evaluates and writes the results
         return out_dir, {"history": trainer.history}
@@ -275,8 +277,11 @@ def _run_training(config, out_dir, resume, overwrite):
     trainer.model.load_state_dict(best["model_state_dict"])
     test = evaluate_subsets(trainer.model, trainer.splits.test, config.batch_size, trainer.device, config.num_workers)
     val = evaluate_subsets(trainer.model, trainer.splits.val, config.batch_size, trainer.device, config.num_workers)
+    # where the weights come from: the run that trained the last epoch (a resumed, finished run keeps it)
+    previous = read_json(out_dir / "metrics.json") if (out_dir / "metrics.json").is_file() else {}
+    record = provenance() if trained_now or "provenance" not in previous else previous["provenance"]
     metrics = {"best_epoch": best.get("epoch"), "test": test, "val": val, "history": trainer.history,
-               "default_layer": get_model_spec(config.model_name).default_layer}
+               "default_layer": get_model_spec(config.model_name).default_layer, "provenance": record}
     write_json(out_dir / "metrics.json", metrics)
     from utils.plots import plot_training_curves
 

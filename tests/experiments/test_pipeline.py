@@ -133,22 +133,42 @@ def _generated_files(base):
 def test_readme_numbers_are_generated_from_the_outputs(pipeline_run, tmp_path):
     """Blocks hold the pipeline's own headline (its computed verdicts), stamped with commit and CPU, the
     step times and its figures; prose outside the blocks is kept; a hand edit is found by --check."""
-    from experiments.readme_numbers import regenerate
+    from experiments.readme_numbers import regenerate, required_blocks
 
     _, root = pipeline_run
     _generated_files(tmp_path)
-    rows = regenerate(root, base=tmp_path)
+    (tmp_path / "shapes.yaml").write_text(  # a training config named by a README block, shrunk
+        "dataset_name: synth_shapes\nimg_size: 32\nmodel_name: tiny_vgg\nnum_epochs: 2\nbatch_size: 32\n"
+        f"dataset_options: {{n_train: 60, n_val: 30, n_test: 30}}\noutput_dir: {tmp_path / 'outputs'}\n")
+    rows = regenerate(root, base=tmp_path, trainings={"training_synth_shapes": "shapes.yaml"})
     readme = (tmp_path / "README.md").read_text()
+    trained = json.loads((tmp_path / "outputs" / "training" / "synth_shapes" / "tiny_vgg" / "shapes" /
+                          "metrics.json").read_text())
+    assert (f"Test accuracy: clean {trained['test']['clean']['accuracy']:.3f}, attacked "
+            f"{trained['test']['attacked']['accuracy']:.3f}, ch {trained['test']['ch']['accuracy']:.3f} "
+            f"(best of 2 epochs: epoch {trained['best_epoch']};") in readme
+    assert f"commit {trained['provenance']['commit']}" in readme
+    assert "old training_synth_ecg" in readme  # not asked for: kept
     metrics = json.loads((root / "metrics.json").read_text())
     for row in metrics["headline"]:  # the verdicts as computed, never typed
         assert f"| {row['step']} | {row['result']} |" in readme
     assert "commit " in readme and "CPU " in readme and "seed 0, one run" in readme
     assert re.search(r"pipeline \d+ s \(data \d+ s, train \d+ s, preprocess \d+ s", readme)
-    assert readme.startswith("# Title\n\nprose before\n\n") and readme.count("prose between") == 3
+    assert readme.startswith("# Title\n\nprose before\n\n") and readme.count("prose between") == len(required_blocks()["README.md"])
     assert "old benchmark_synth_derm_band_aid" in readme  # no benchmark given: kept
     states = {(r["file"], r["block"]): r["state"] for r in rows}
     assert states[("README.md", "benchmark_synth_derm_band_aid")] == "not measured: kept"
     assert (tmp_path / "static" / "annotation_curve.png").read_bytes()[:4] == b"\x89PNG"
+    # the step READMEs get the reveal and localization tables as the pipeline recorded them
+    records = {step: json.loads((root / "steps" / f"{step}.json").read_text())["result"]["tables"]
+               for step in ("reveal", "localize")}
+    reveal = (tmp_path / "experiments" / "reveal" / "README.md").read_text()
+    (title, spray_rows), = [(k, v) for k, v in records["reveal"].items() if k.startswith("Does the reveal")]
+    assert f"{title}:" in reveal and all(f"| {row['value']} | {row['passes']} |" in reveal for row in spray_rows)
+    localization = (tmp_path / "experiments" / "localization" / "README.md").read_text()
+    (masks,), = [v for k, v in records["localize"].items() if k.startswith("Localization against")]
+    assert f"| {masks['split']} | {masks['layer']} | {masks['n']} | {masks['iou_mean']:.3f} |" in localization
+    assert "seed 0, one run" in localization
 
     assert all(r["state"] != "rewritten" for r in regenerate(root, base=tmp_path, check=True))
     (tmp_path / "README.md").write_text(readme.replace("| original model | clean", "| original model | clean 0.999,"))
