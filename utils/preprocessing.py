@@ -28,31 +28,13 @@ from models import get_model_spec
 from utils.distributed import DistContext, get_context, training_device
 from utils.errors import UserError
 from utils.feature_store import StoreWriter, merge_shards, remove_shards, shard_paths, store_path
+from utils.layout import POOLINGS, channel_axis, channels_second
 from utils.locks import folder_lock
 from utils.lrp.attribution import get_attributor
 from utils.paths import step_dir
 from utils.missing_checkpoint import require_checkpoint
 
 EPS = 1e-12
-
-# --- how a layer's output is laid out ---------------------------------------------------------
-# Conv nets give (N, C, *spatial); transformer blocks give tokens (N, T, D) with channels last.
-# Which layout a model has is data keyed by its LRP composite, not a branch in the pooling code.
-_CHANNEL_AXIS_BY_COMPOSITE = {"vit_conservative": -1}
-
-
-def channel_axis(spec) -> int:
-    """Axis of the channels (neurons) in the recorded layer outputs of models like ``spec``."""
-    return _CHANNEL_AXIS_BY_COMPOSITE.get(spec.composite, 1)
-
-
-def _channels_second(tensor, axis):
-    """(N, C, rest...) flattened to (N, C, L) whatever the layout."""
-    if tensor.dim() == 2:  # a dense layer: one position per channel
-        return tensor.unsqueeze(-1)
-    if axis != 1:
-        tensor = tensor.movedim(axis, 1)
-    return tensor.flatten(2)
 
 
 def layer_features(activation, relevance, axis=1) -> dict:
@@ -61,15 +43,14 @@ def layer_features(activation, relevance, axis=1) -> dict:
     ``rel`` is the per-channel relevance sum over the layer's total absolute relevance, so it is
     comparable between samples whatever the logit's magnitude.
     """
-    act = _channels_second(activation.float(), axis)
-    rel = _channels_second(relevance.float(), axis)
+    act = channels_second(activation.float(), axis)
+    rel = channels_second(relevance.float(), axis)
     # the positive part's max and mean from the sums already needed (max(r, 0) = (r + |r|) / 2),
     # without a clamped copy of the layer: these reductions are most of preprocessing's overhead
     per_channel = rel.sum(-1)
     magnitude = rel.abs().sum(-1)
     return {
-        "cavs_max": act.amax(-1),
-        "cavs_mean": act.mean(-1),
+        **{mode: reduce(act) for mode, reduce in POOLINGS.items()},  # the corrections' and TCAV's pooling too
         "rel": per_channel / (magnitude.sum(1, keepdim=True) + EPS),
         "rels_max": rel.amax(-1).clamp(min=0),
         "rels_mean": (per_channel + magnitude) / (2 * rel.shape[-1]),

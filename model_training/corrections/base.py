@@ -2,6 +2,8 @@
 
 A method is a class registered with ``@register_correction("Name")``. Its life cycle:
 
+0. ``refusal(config)`` when the config is validated: a method that cannot handle the model family
+   says so in one line (e.g. heatmap losses on a model without differentiable LRP);
 1. ``prepare(ctx)`` once, with the model to correct and the data (fit CAVs, register hooks, ...);
 2. if ``trains``: the shared :class:`~model_training.trainer.Trainer` fine-tunes the model; on every
    batch it gets the logits from ``forward(model, x)`` and calls ``extra_loss(model, batch, logits)``
@@ -50,7 +52,9 @@ def get_correction_method(name):
 @dataclass
 class CorrectionContext:
     """Everything ``prepare`` may use. ``artifact_train`` marks training samples with the artifact
-    (ground truth or localization, per ``source_masks``)."""
+    (ground truth or localization, per ``source_masks``); ``channel_axis`` is where the channels of
+    ``layer_name``'s output are (``utils.layout``), so CAVs, projections and penalties use the
+    channels preprocessing stored."""
 
     config: object
     model: torch.nn.Module
@@ -59,6 +63,7 @@ class CorrectionContext:
     layer_name: str
     device: torch.device
     artifact_train: object = None  # bool np.ndarray (N_train,)
+    channel_axis: int = 1
     extras: dict = field(default_factory=dict)
 
 
@@ -78,6 +83,12 @@ class Correction:
     def label(cls, config):
         """Name of the method in result tables (variants that behave differently get their own)."""
         return cls.name
+
+    @classmethod
+    def refusal(cls, config):
+        """One line on why this method cannot correct ``config.model_name`` as configured, naming what
+        works instead; ``None`` if it can. Checked when the config is validated, before any work."""
+        return None
 
     def prepare(self, ctx: CorrectionContext):
         """Set the method up before training (default: nothing)."""

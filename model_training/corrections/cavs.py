@@ -41,7 +41,7 @@ def training_features(ctx):
         local = pooled_activations(
             ctx.model, ctx.splits.train, ctx.layer_name, config.cav_mode, config.batch_size, ctx.device,
             desc=f"activations {ctx.layer_name}" if context.is_main else None, indices=share,
-            num_workers=config.num_workers)
+            num_workers=config.num_workers, axis=ctx.channel_axis)
         ctx.extras["train_features"] = context.gather_rows(local)
     return ctx.extras["train_features"]
 

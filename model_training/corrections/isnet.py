@@ -16,7 +16,8 @@ Variants (which heatmaps are penalised; registry :data:`VARIANTS`):
 
 ``deep_supervision`` also penalises the background relevance of the model's inspectable layers,
 with the foreground mask max-pooled to each layer's resolution. Heatmaps come from the
-differentiable epsilon-LRP of :mod:`utils.lrp.differentiable`.
+differentiable epsilon-LRP of :mod:`utils.lrp.differentiable`; a model family it cannot explain
+(vision transformers) is refused when the config is validated.
 """
 import copy
 
@@ -31,7 +32,8 @@ from model_training.trainer import training_seed
 from models import get_model_spec
 from utils.distributed import get_context
 from utils.errors import UserError
-from utils.lrp.differentiable import DifferentiableLRP, input_bounds
+from utils.lrp.differentiable import (DifferentiableLRP, input_bounds,
+                                      unsupported_reason as differentiable_lrp_unsupported)
 
 
 # --- heatmap losses ----------------------------------------------------------------------------
@@ -119,6 +121,14 @@ class ISNet(Correction):
     @classmethod
     def label(cls, config):
         return f"ISNet {config.variant}" + (" deep" if config.deep_supervision else "")
+
+    @classmethod
+    def refusal(cls, config):
+        reason = differentiable_lrp_unsupported(get_model_spec(config.model_name))
+        if reason is None:
+            return None
+        return (f"{cls.label(config)} cannot explain {config.model_name} ({reason}); use method RRR with "
+                "rrr_explanation 'gradient', RRClarc or PClarc")
 
     def prepare(self, ctx):
         config = self.config

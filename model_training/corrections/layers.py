@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from utils.errors import UserError
+from utils.layout import pool
 from utils.lrp.differentiable import execution_order  # noqa: F401  (re-exported)
 
 
@@ -61,17 +62,12 @@ class ActivationCatcher:
         self.handle.remove()
 
 
-def pool(activation, mode):
-    """Spatial pooling of (N, C, ...) activations to (N, C): ``cavs_max`` or ``cavs_mean``."""
-    flat = activation.flatten(2) if activation.dim() > 2 else activation[..., None]
-    return flat.amax(2) if mode == "cavs_max" else flat.mean(2)
-
-
 @torch.no_grad()
 def pooled_activations(model, dataset, layer_name, mode, batch_size, device, desc=None, indices=None,
-                       num_workers=0):
+                       num_workers=0, axis=1):
     """(N, C) pooled activations of ``layer_name`` for every sample of ``dataset`` (no augmentation),
-    or for the samples at ``indices`` only (in that order)."""
+    or for the samples at ``indices`` only (in that order). ``axis``: where the layer's channels
+    are (``utils.layout.channel_axis`` of the model's spec); the features are then preprocessing's."""
     from tqdm import tqdm
 
     catcher = ActivationCatcher(get_layer(model, layer_name))
@@ -83,7 +79,7 @@ def pooled_activations(model, dataset, layer_name, mode, batch_size, device, des
         loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=num_workers)
         for batch in tqdm(loader, desc=desc, leave=False, disable=desc is None):
             model(batch[0].to(device))
-            feats.append(pool(catcher.output, mode).float().cpu())
+            feats.append(pool(catcher.output, mode, axis).float().cpu())
     finally:
         dataset.augment = augment
         catcher.remove()

@@ -1,6 +1,7 @@
 """RR-ClArC (Right-Reason ClArC, Dreyer et al. 2024): make the model insensitive along the CAV.
 
-``g = d(sum_k s_k f_k) / d a_l(x)``; ``L = CE + lamb * mean((<mean_spatial(g), v>)^2)``.
+``g = d(sum_k s_k f_k) / d a_l(x)``; ``L = CE + lamb * mean((<mean_spatial(g), v>)^2)``, the mean over
+space or tokens, whichever the layer's channel axis leaves (:mod:`utils.layout`).
 
 ``criterion`` chooses the differentiated output: ``all_logits_random`` (random signs s_k, so no
 class is favoured and the penalty covers every output direction), ``logprobs`` (sum of
@@ -16,6 +17,7 @@ from model_training.corrections.cavs import fit_artifact_cav
 from model_training.corrections.layers import ActivationCatcher, get_layer
 from model_training.trainer import training_seed
 from utils.distributed import get_context
+from utils.layout import pool
 
 
 def _all_logits_random(logits, y, generator=None):
@@ -36,14 +38,15 @@ def _target(logits, y, generator=None):
 CRITERIA = {"all_logits_random": _all_logits_random, "logprobs": _logprobs, "target": _target}
 
 
-def rrclarc_penalty(activation, logits, y, direction, criterion="all_logits_random", generator=None):
-    """``mean((<mean_spatial(d out / d a), v>)^2)`` over the batch; ``activation`` in the graph of ``logits``.
+def rrclarc_penalty(activation, logits, y, direction, criterion="all_logits_random", generator=None, axis=1):
+    """``mean((<mean_spatial(d out / d a), v>)^2)`` over the batch; ``activation`` in the graph of ``logits``,
+    its channels on ``axis``.
 
     ``generator`` draws the random signs: the method's own, so that its draws do not shift the
     global stream that data augmentation uses (lambda 0 must be Vanilla fine-tuning)."""
     out = CRITERIA[criterion](logits, y, generator)
     (grad,) = torch.autograd.grad(out, activation, create_graph=True)
-    grad = grad.flatten(2).mean(2) if grad.dim() > 2 else grad
+    grad = pool(grad, "cavs_mean", axis)
     return ((grad @ direction.to(grad)) ** 2).mean()
 
 
@@ -57,10 +60,11 @@ class RRClarc(Correction):
         self.catcher = ActivationCatcher(get_layer(ctx.model, ctx.layer_name), ensure_grad=True)
         self._handles.append(self.catcher)
         self.generator = torch.Generator().manual_seed(training_seed(self.config))
+        self.axis = ctx.channel_axis
 
     def extra_loss(self, model, batch, logits):
         return self.config.lamb * rrclarc_penalty(self.catcher.output, logits, batch[1], self.direction,
-                                                  self.config.criterion, self.generator)
+                                                  self.config.criterion, self.generator, self.axis)
 
     def state(self):
         return {"cav": torch.as_tensor(np.asarray(self.cav.direction), dtype=torch.float32)}

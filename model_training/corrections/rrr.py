@@ -20,6 +20,9 @@
   0.750); lambda 2 to 0.094, below the region's floor without a band-aid (0.120), with attacked
   0.854 at clean 0.894; lambda 3 and 10 also reach ~0.095 but lose 9-15 points of clean accuracy.
 
+Both LRP explanations need heatmaps that can be trained through: for a family without them (vision
+transformers, :func:`utils.lrp.differentiable.unsupported_reason`) the config is refused in one line.
+
 and the penalty:
 
 * ``squared``: ``sum((M * grad)^2)`` per sample (the published loss);
@@ -52,7 +55,8 @@ from models import get_model_spec
 from utils.distributed import get_context
 from utils.errors import UserError
 from utils.lrp.attribution import get_attributor
-from utils.lrp.differentiable import DifferentiableLRP, input_bounds
+from utils.lrp.differentiable import (DifferentiableLRP, input_bounds,
+                                      unsupported_reason as differentiable_lrp_unsupported)
 from utils.lrp.fast.backend import FastBackend, batch_norm_statistics
 
 
@@ -96,6 +100,10 @@ def masked_mean(penalty, has_mask):
 class _InputGradient:
     """The published explanation: the input gradient of the summed log-probabilities."""
 
+    @staticmethod
+    def refusal(config):
+        return None  # autograd explains every model
+
     def __init__(self, ctx, config):
         ctx.extras["input_requires_grad"] = True  # the Trainer puts x into the graph
 
@@ -107,8 +115,19 @@ class _InputGradient:
         return grad
 
 
+def _lrp_refusal(config):
+    """Both LRP explanations need heatmaps that can be trained through, which some families lack."""
+    reason = differentiable_lrp_unsupported(get_model_spec(config.model_name))
+    if reason is None:
+        return None
+    return (f"RRR with rrr_explanation '{config.rrr_explanation}' cannot explain {config.model_name} ({reason}); "
+            "use rrr_explanation 'gradient', or method RRClarc or PClarc")
+
+
 class _EpsilonLRP:
     """Differentiable epsilon-LRP sharing the training forward (as ISNet)."""
+
+    refusal = staticmethod(_lrp_refusal)
 
     def __init__(self, ctx, config):
         split = ctx.splits.train
@@ -127,11 +146,15 @@ class _EpsilonLRP:
 class _CompositeLRP:
     """The model's own composite (closed form, fast backend), with the training batch's statistics."""
 
+    refusal = staticmethod(_lrp_refusal)
+
     def __init__(self, ctx, config):
-        reason = FastBackend.unsupported_reason(ctx.model, get_model_spec(config.model_name))
-        if reason is not None:
+        spec = get_model_spec(config.model_name)
+        reason = FastBackend.unsupported_reason(ctx.model, spec)
+        if reason is not None:  # a layer the fast backend lacks: the epsilon-LRP may still explain the model
+            instead = "'gradient'" if differentiable_lrp_unsupported(spec) else "'lrp' or 'gradient'"
             raise UserError(f"rrr_explanation 'lrp_composite' needs the fast LRP backend, which cannot explain "
-                            f"{config.model_name} ({reason}); use rrr_explanation 'lrp' or 'gradient'")
+                            f"{config.model_name} ({reason}); use rrr_explanation {instead}")
         self.explainer = get_attributor(ctx.model, backend="fast")
         self.statistics = {}
 
@@ -149,6 +172,10 @@ EXPLANATIONS = {"gradient": _InputGradient, "lrp": _EpsilonLRP, "lrp_composite":
 @register_correction("RRR")
 class RRR(Correction):
     strength = "lamb"
+
+    @classmethod
+    def refusal(cls, config):
+        return EXPLANATIONS[config.rrr_explanation].refusal(config)
 
     def prepare(self, ctx):
         self.explanation = EXPLANATIONS[self.config.rrr_explanation](ctx, self.config)

@@ -21,7 +21,7 @@ from model_training.corrections.layers import freeze_up_to
 from model_training.corrections.loading import load_corrected_model
 from model_training.corrections.selection import CleanBudget, SubsetValidation, accuracies
 from model_training.trainer import Trainer, training_seed
-from models import get_model, layer_for_config
+from models import get_model, get_model_spec, layer_for_config
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.config import save_resolved_config
 from utils.distributed import get_context, training_device
@@ -29,6 +29,7 @@ from utils.errors import UserError
 from utils.evaluation.cache import cached_original, data_key
 from utils.identity import file_identity
 from utils.io import nan_for_null, write_json
+from utils.layout import channel_axis
 from utils.locks import folder_lock
 from utils.metrics import evaluate_subsets
 from utils.paths import step_dir
@@ -61,7 +62,8 @@ def build_context(config, model, splits, device):
     train_set = MaskedTrainingSet(splits.train, config.artifact, localized)
     return CorrectionContext(config=config, model=model, splits=splits, train_set=train_set,
                              layer_name=layer_for_config(config), device=device,
-                             artifact_train=train_set.has_mask.copy())
+                             artifact_train=train_set.has_mask.copy(),
+                             channel_axis=channel_axis(get_model_spec(config.model_name)))
 
 
 def batchnorm_kept_in_eval(config, model, from_scratch=False):

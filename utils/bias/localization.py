@@ -29,6 +29,7 @@ from scipy import ndimage
 
 from utils.errors import UserError
 from utils.io import atomic_path, read_json
+from utils.layout import along_channels
 
 _THRESHOLDS = {}
 
@@ -99,10 +100,8 @@ def peak_regions(projection, gate) -> torch.Tensor:
 
 def projection(activation, direction, channel_axis=1) -> torch.Tensor:
     """``<ReLU(a(p)), v>`` at every position ``p`` (the channel axis summed out)."""
-    v = torch.as_tensor(np.asarray(direction), dtype=torch.float32).to(activation)
-    shape = [1] * activation.dim()
-    shape[channel_axis] = -1
-    return (activation.clamp(min=0) * v.view(shape)).sum(channel_axis)
+    v = torch.as_tensor(np.asarray(direction), dtype=torch.float32)
+    return (activation.clamp(min=0) * along_channels(v, activation, channel_axis)).sum(channel_axis)
 
 
 def projection_quantile(attributor, batches, layer, direction, quantile, channel_axis=1) -> float:
@@ -135,9 +134,7 @@ def cav_initial_relevance(direction, channel_axis=1, rule="channelwise", thresho
     v = torch.as_tensor(np.asarray(direction), dtype=torch.float32)
 
     def init_rel(activation):
-        shape = [1] * activation.dim()
-        shape[channel_axis] = -1
-        return _INITS[rule](activation, v.to(activation).view(shape), channel_axis, threshold=threshold)
+        return _INITS[rule](activation, along_channels(v, activation, channel_axis), channel_axis, threshold=threshold)
 
     return init_rel
 

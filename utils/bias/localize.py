@@ -17,8 +17,8 @@ from utils.bias.retrieval import fit_train_cav
 from utils.device import resolve_device
 from utils.errors import UserError
 from utils.io import write_json
+from utils.layout import channel_axis
 from utils.lrp.attribution import get_attributor
-from utils.preprocessing import channel_axis
 
 
 def _sample_ground_truth(dataset, artifact):

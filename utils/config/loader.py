@@ -64,7 +64,9 @@ def config_error_from(path, schema, err: pydantic.ValidationError, prefix="") ->
     if first["type"] == "missing":
         return ConfigError(path, key, "a required key is missing")
     expected = first["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
-    return ConfigError(path, key, expected, first.get("input"))
+    # a check across keys (no loc) names its keys itself; its input is the whole config, secrets included
+    got = first.get("input") if loc else None
+    return ConfigError(path, key, expected, got)
 
 
 def _field_names_at(schema, loc):

@@ -100,14 +100,17 @@ class MitigationConfig(TrainingConfig):
 
     @model_validator(mode="after")
     def _needs(self):
+        from model_training.corrections import get_correction_method
+
+        method = get_correction_method(self.method)
         if self.source_masks == "localization" and not self.localization_dir:
             raise ValueError("source_masks: localization needs 'localization_dir'")
-        if self.sweep is not None:
-            from model_training.corrections import get_correction_method
-
-            if get_correction_method(self.method).strength is None:
-                raise ValueError(f"sweep: method {self.method} has no strength to sweep (training-free or plain "
-                                 "fine-tuning); remove 'sweep'")
+        refusal = method.refusal(self)  # e.g. a heatmap loss on a model family without differentiable LRP
+        if refusal:
+            raise ValueError(refusal)
+        if self.sweep is not None and method.strength is None:
+            raise ValueError(f"sweep: method {self.method} has no strength to sweep (training-free or plain "
+                             "fine-tuning); remove 'sweep'")
         if self.sweep_epochs is not None and self.sweep is not None and self.sweep_epochs > self.num_epochs:
             raise ValueError(f"sweep_epochs: at most num_epochs ({self.num_epochs}), got {self.sweep_epochs}")
         if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):

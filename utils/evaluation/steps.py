@@ -10,7 +10,7 @@ import torch
 
 from utils.bias.cav import CAV
 from model_training.corrections.data import correction_splits
-from models import layer_for_config
+from models import get_model_spec, layer_for_config
 from utils.config import save_resolved_config
 from utils.device import resolve_device
 from utils.evaluation.cache import cached_original, data_key
@@ -20,6 +20,7 @@ from utils.evaluation.relevance import artifact_relevance, artifact_samples
 from utils.evaluation.tcav import biased_class, directional_derivatives, refit_cav, tcav_scores
 from utils.evaluation.stats import paired_tests
 from utils.io import write_json
+from utils.layout import channel_axis
 from utils.locks import folder_lock
 from utils.metrics import classification_metrics, predict_subsets
 from utils.paths import step_dir
@@ -151,29 +152,34 @@ def measure_tcav(config):
     """TCAV of both models against the original model's CAV and against a CAV refit per model."""
     device, splits = _setup(config)
     layer = layer_for_config(config)
+    axis = channel_axis(get_model_spec(config.model_name))
     train = splits.train
     labels = np.asarray(train.artifact_labels(config.artifact), dtype=bool)
     dataset = splits.test.with_mode("attacked")
     indices = artifact_samples(dataset, config.artifact, config.eval_max_samples)
     original, corrected = load_original(config, device), load_corrected(config, device)
     if original is not None:  # the original model's CAV is the same for every correction of it: cached
+        settings = {"layer": layer, "cav_type": config.cav_type, "cav_mode": config.cav_mode, "scope": config.cav_scope,
+                    "data": data_key(config)}
+        if axis != 1:  # token CAVs cached before utils.layout were pooled over the hidden dimension: stale
+            settings["channel_axis"] = axis
         cav_original = CAV.from_dict(cached_original(
-            config, "cav", {"layer": layer, "cav_type": config.cav_type, "cav_mode": config.cav_mode, "scope": config.cav_scope,
-                            "data": data_key(config)},
+            config, "cav", settings,
             lambda: refit_cav(original, train, labels, layer, config.cav_type, config.cav_mode, config.batch_size,
-                              device, config.cav_scope).to_dict()))
+                              device, config.cav_scope, axis).to_dict()))
     else:
         cav_original = refit_cav(corrected, train, labels, layer, config.cav_type, config.cav_mode, config.batch_size,
-                                 device, config.cav_scope)
+                                 device, config.cav_scope, axis)
 
     def scores(model, cav):
-        derivatives = directional_derivatives(model, dataset, indices, layer, cav.direction, config.batch_size, device)
+        derivatives = directional_derivatives(model, dataset, indices, layer, cav.direction, config.batch_size, device,
+                                              axis)
         return tcav_scores(derivatives, train.class_names)
 
     results = {"layer": layer, "biased_class": biased_class(train, config.artifact), "n": int(len(indices)),
                "corrected": {"original_cav": scores(corrected, cav_original)}}
     cav_refit = refit_cav(corrected, train, labels, layer, config.cav_type, config.cav_mode, config.batch_size, device,
-                          config.cav_scope)
+                          config.cav_scope, axis)
     results["corrected"]["refit_cav"] = scores(corrected, cav_refit)
     results["cav_cosine_original_vs_refit"] = float(np.dot(cav_original.direction, cav_refit.direction))
     if original is not None:

@@ -1,7 +1,7 @@
 """Reading one layer's activation with a forward hook (for sAMS and pooled-activation checks)."""
 import torch
 
-from utils.preprocessing import _channels_second
+from utils.layout import POOLINGS, channels_second
 
 
 class _Reached(Exception):
@@ -38,12 +38,13 @@ class LayerTap:
         return self.output
 
 
-AGGREGATIONS = {"max": lambda t: t.amax(-1), "mean": lambda t: t.mean(-1)}
+# DORA's names for the pooling every step shares (utils.layout)
+AGGREGATIONS = {"max": POOLINGS["cavs_max"], "mean": POOLINGS["cavs_mean"]}
 
 
 def pool_activation(activation, aggregation="max", axis=1):
     """(N, C) spatial (or token) max / mean of a layer output in any layout."""
-    return AGGREGATIONS[aggregation](_channels_second(activation, axis))
+    return AGGREGATIONS[aggregation](channels_second(activation, axis))
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ import torch
 
 from models import get_model_spec, layer_for_config
 from utils.errors import UserError
-from utils.preprocessing import channel_axis
+from utils.layout import channel_axis
 from utils.reveal.activations import pooled_activations
 from utils.reveal.embedding import embed_2d
 from utils.reveal.outliers import cosine_distance_matrix, lof, ranking
