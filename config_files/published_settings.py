@@ -1,0 +1,65 @@
+"""The published controlled settings, shared by the revealing and mitigation config generators.
+
+One entry per data set: the models the published experiments audit and correct, each with the
+committed training config of its ``<name>_attacked`` variant (``config_files/training/<name>/``,
+written by ``config_generator_training_<name>.py``). The data keys of every audit and mitigation
+config (data set, artifact, attacked classes, rate, options, image size, seed, model, loss) are
+copied from that training config, so the three steps always describe the same data, and
+``ckpt_path`` is the checkpoint that training config writes (relative to the repository root,
+where every step is run). Configs hold no data paths: the root of ``<name>_attacked`` is
+``data_paths.<name>`` in ``config_files/local_config.yaml`` (see ``local_config.example.yaml``).
+"""
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
+
+from models import get_model_spec  # noqa: E402
+from utils.lrp.differentiable import unsupported_reason  # noqa: E402
+
+TRAINING_DIR = ROOT / "config_files" / "training"
+
+IMAGE_MODELS = ("vgg16", "resnet50", "vit_b_16")
+SIGNAL_MODELS = ("xresnet1d50",)
+# data set (the root the _attacked variant reads) -> models of the published experiments
+MODELS = {"isic": IMAGE_MODELS, "hyper_kvasir": IMAGE_MODELS, "chexpert": IMAGE_MODELS,
+          "ptbxl": SIGNAL_MODELS, "synth_ecg": SIGNAL_MODELS}
+
+# keys copied from the training config: what data, what model (and, for mitigation, the loss it was trained with)
+DATA_KEYS = ("dataset_name", "img_size", "seed", "model_name", "dataset_options", "artifacts", "artifact_type",
+             "attacked_classes", "p_artifact")
+
+
+def layer(model):
+    """The layer every audit and correction of ``model`` uses: the model's default layer (``models/``),
+    written into each config so that it can be read there and changed."""
+    return get_model_spec(model).default_layer
+
+
+def differentiable_lrp(model):
+    """Whether heatmap losses (RRR with ``rrr_explanation: lrp``/``lrp_composite``, ISNet) can train
+    ``model``; the same rule the mitigation config's validation applies (not for transformers)."""
+    return unsupported_reason(get_model_spec(model)) is None
+
+
+def training_config(dataset, model):
+    """``(file stem, keys)`` of the committed training config of ``model`` on ``<dataset>_attacked``."""
+    paths = sorted((TRAINING_DIR / dataset).glob(f"{model}_*_attacked.yaml"))
+    paths = [p for p in paths if yaml.safe_load(p.read_text()).get("model_name") == model]
+    if len(paths) != 1:
+        raise SystemExit(f"expected one training config of {model} for {dataset}_attacked in "
+                         f"{TRAINING_DIR / dataset}, found {len(paths)}: run "
+                         f"config_files/training/config_generator_training_{dataset}.py first")
+    return paths[0].stem, yaml.safe_load(paths[0].read_text())
+
+
+def data_keys(training, keys=DATA_KEYS):
+    return {k: training[k] for k in keys if k in training}
+
+
+def ckpt_path(stem, training):
+    """The checkpoint ``start_training`` writes for the training config ``stem``."""
+    return f"outputs/training/{training['dataset_name']}/{training['model_name']}/{stem}/checkpoints/best.pt"
