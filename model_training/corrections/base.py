@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from utils.errors import UserError
+from utils.labels import biased_class_index, is_multi_hot
 
 _CORRECTIONS = {}
 
@@ -65,6 +66,16 @@ class CorrectionContext:
     artifact_train: object = None  # bool np.ndarray (N_train,)
     channel_axis: int = 1
     extras: dict = field(default_factory=dict)
+
+    @property
+    def biased_class(self):
+        """The class ``artifact_train`` is evidence for (:func:`utils.labels.biased_class_index`): what a
+        multi-label sample without a positive label is explained by. ``None`` for single-label data,
+        where every sample has its class, or without known artifact samples."""
+        labels = self.splits.train.labels
+        if not is_multi_hot(labels) or self.artifact_train is None:
+            return None
+        return biased_class_index(labels, self.artifact_train, self.splits.n_classes)
 
 
 class Correction:

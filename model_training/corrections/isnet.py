@@ -11,7 +11,10 @@
 Variants (which heatmaps are penalised; registry :data:`VARIANTS`):
 
 * ``original``: one heatmap per class logit (cost grows linearly with the number of classes K);
-* ``selective``: one heatmap of ``eta = log p_c - log(1 - p_c)`` (c = label, or the lowest logit);
+* ``selective``: one heatmap of ``eta = log p_c - log(1 - p_c)`` (c = label, or the lowest logit).
+  For multi-hot labels (sigmoid outputs) eta of label c is its logit ``f_c``, and ``label`` explains
+  the sum of the logits of the sample's positive labels, or the biased class's where it has none
+  (one convention for every step: :mod:`utils.labels`);
 * ``stochastic``: one random logit per sample, half of the time the predicted class.
 
 ``deep_supervision`` also penalises the background relevance of the model's inspectable layers,
@@ -32,6 +35,7 @@ from model_training.trainer import training_seed
 from models import get_model_spec
 from utils.distributed import get_context
 from utils.errors import UserError
+from utils.labels import explained_output, is_multi_hot
 from utils.lrp.differentiable import (DifferentiableLRP, input_bounds,
                                       unsupported_reason as differentiable_lrp_unsupported)
 
@@ -88,6 +92,11 @@ def _original(logits, y, options):
 
 
 def _selective(logits, y, options):
+    if is_multi_hot(y):
+        # a sigmoid's log-odds is the logit itself: eta of the explained labels is their logits' sum
+        if options.get("selective_class", "label") == "label":
+            return [explained_output(logits, y, options.get("fallback"))]
+        return [logits.min(1).values]
     if options.get("selective_class", "label") == "label":
         c = y
     else:
@@ -117,6 +126,7 @@ VARIANTS = {"original": _original, "selective": _selective, "stochastic": _stoch
 class ISNet(Correction):
     strength = "A"  # the weight of the background-relevance loss
     grad_clip = 1.0
+    fallback = None  # multi-label: the class a sample without positive label explains (set by prepare)
 
     @classmethod
     def label(cls, config):
@@ -138,6 +148,7 @@ class ISNet(Correction):
         channels = split.load_raw(0).shape[0]
         low, high = input_bounds(split, channels)
         layers = get_model_spec(config.model_name).layer_names if config.deep_supervision else ()
+        self.fallback = ctx.biased_class
         self.setup(ctx.model, low, high, layers, build_loss(config.loss, split.class_counts()).to(ctx.device))
         if self.C1 is None or self.C2 is None:
             self.C1, self.C2 = self._tune(ctx, low, high, layers)
@@ -160,7 +171,8 @@ class ISNet(Correction):
         ``lrp``'s last forward pass of ``x`` (otherwise one is run)."""
         if logits is None:
             logits = lrp.forward(x)
-        options = {"selective_class": self.config.selective_class, "generator": self.generator, "sharded": sharded}
+        options = {"selective_class": self.config.selective_class, "generator": self.generator, "sharded": sharded,
+                   "fallback": self.fallback}
         return [lrp.relevance(t, create_graph) for t in VARIANTS[self.config.variant](logits, y, options)]
 
     def heatmap_loss(self, relevances, foreground):

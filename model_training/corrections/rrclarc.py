@@ -5,18 +5,20 @@ space or tokens, whichever the layer's channel axis leaves (:mod:`utils.layout`)
 
 ``criterion`` chooses the differentiated output: ``all_logits_random`` (random signs s_k, so no
 class is favoured and the penalty covers every output direction), ``logprobs`` (sum of
-log-probabilities) or ``target`` (the true class's logit). The CAV ``v`` is fitted on the
-original model's pooled activations of the training set before fine-tuning.
+log-probabilities) or ``target`` (the true class's logit). For multi-hot labels the log-probabilities
+are the labels' sigmoids and ``target`` is the sum of the logits of a sample's positive labels, or the
+biased class's where it has none (:mod:`utils.labels`). The CAV ``v`` is fitted on the original
+model's pooled activations of the training set before fine-tuning.
 """
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from model_training.corrections.base import Correction, register_correction
 from model_training.corrections.cavs import fit_artifact_cav
 from model_training.corrections.layers import ActivationCatcher, get_layer
 from model_training.trainer import training_seed
 from utils.distributed import get_context
+from utils.labels import explained_labels, explained_output, log_probabilities
 from utils.layout import pool
 
 
@@ -28,11 +30,12 @@ def _all_logits_random(logits, y, generator=None):
 
 
 def _logprobs(logits, y, generator=None):
-    return F.log_softmax(logits, 1).sum()
+    return log_probabilities(logits, y).sum()
 
 
 def _target(logits, y, generator=None):
-    return logits.gather(1, y.view(-1, 1)).sum()
+    # y: explained_labels (a multi-hot row without positives already holds the biased class)
+    return explained_output(logits, y).sum()
 
 
 CRITERIA = {"all_logits_random": _all_logits_random, "logprobs": _logprobs, "target": _target}
@@ -61,9 +64,11 @@ class RRClarc(Correction):
         self._handles.append(self.catcher)
         self.generator = torch.Generator().manual_seed(training_seed(self.config))
         self.axis = ctx.channel_axis
+        self.fallback = ctx.biased_class
 
     def extra_loss(self, model, batch, logits):
-        return self.config.lamb * rrclarc_penalty(self.catcher.output, logits, batch[1], self.direction,
+        y = explained_labels(batch[1], self.fallback)
+        return self.config.lamb * rrclarc_penalty(self.catcher.output, logits, y, self.direction,
                                                   self.config.criterion, self.generator, self.axis)
 
     def state(self):

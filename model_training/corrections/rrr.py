@@ -3,7 +3,8 @@
 ``L = CE + lamb * mean over samples with a mask of penalty(E(x), M)`` with the explanation ``E``
 (``rrr_explanation``):
 
-* ``gradient``: ``grad_x sum_k log p_k(x)`` (the published loss);
+* ``gradient``: ``grad_x sum_k log p_k(x)`` (the published loss; for multi-hot labels ``p_k`` is
+  label k's sigmoid, as the ``bce`` loss trains it);
 * ``lrp`` (**ours**, in the spirit of "Right for Better Reasons"): the differentiable epsilon-LRP
   heatmap of the true class's logit (``epsilon`` and ``input_rule`` as for ISNet), from the same
   forward as the training loss. It penalises relevance instead of a gradient that need not follow
@@ -44,6 +45,9 @@ model's level, yet the z+ LRP artifact relevance rose (0.33 to 0.38) and attacke
 recover: the input gradient is not a faithful account of what the model uses, so a low gradient
 share does not imply a model that ignores the artifact.
 
+For multi-hot labels both LRP explanations explain the sum of the logits of a sample's positive
+labels, or the biased class where it has none (one convention for every step: :mod:`utils.labels`).
+
 Averaging over the samples that have a mask (not over the batch) keeps the penalty's scale
 independent of how many artifact samples a batch happens to contain (**ours**).
 """
@@ -54,6 +58,7 @@ from model_training.corrections.base import Correction, register_correction
 from models import get_model_spec
 from utils.distributed import get_context
 from utils.errors import UserError
+from utils.labels import explained_labels, explained_output, log_probabilities
 from utils.lrp.attribution import get_attributor
 from utils.lrp.differentiable import (DifferentiableLRP, input_bounds,
                                       unsupported_reason as differentiable_lrp_unsupported)
@@ -111,7 +116,7 @@ class _InputGradient:
         return model(x)
 
     def heatmap(self, x, y, logits):
-        (grad,) = torch.autograd.grad(F.log_softmax(logits, dim=1).sum(), x, create_graph=True)
+        (grad,) = torch.autograd.grad(log_probabilities(logits, y).sum(), x, create_graph=True)
         return grad
 
 
@@ -134,13 +139,14 @@ class _EpsilonLRP:
         low, high = input_bounds(split, split.load_raw(0).shape[0])
         self.lrp = DifferentiableLRP(ctx.model, eps=config.epsilon, input_rule=config.input_rule,
                                      low=low[None], high=high[None])
+        self.fallback = ctx.biased_class
 
     def forward(self, model, x):
         return self.lrp.forward(x, training=True)
 
     def heatmap(self, x, y, logits):
         logits = self.lrp.logits_for(x, logits)
-        return self.lrp.relevance(logits.gather(1, y[:, None])[:, 0], create_graph=True)["input"]
+        return self.lrp.relevance(explained_output(logits, y, self.fallback), create_graph=True)["input"]
 
 
 class _CompositeLRP:
@@ -157,13 +163,14 @@ class _CompositeLRP:
                             f"{config.model_name} ({reason}); use rrr_explanation {instead}")
         self.explainer = get_attributor(ctx.model, backend="fast")
         self.statistics = {}
+        self.fallback = ctx.biased_class
 
     def forward(self, model, x):
         with batch_norm_statistics(model) as self.statistics:
             return model(x)
 
     def heatmap(self, x, y, logits):
-        return self.explainer.differentiable_heatmap(x, y, self.statistics)
+        return self.explainer.differentiable_heatmap(x, explained_labels(y, self.fallback), self.statistics)
 
 
 EXPLANATIONS = {"gradient": _InputGradient, "lrp": _EpsilonLRP, "lrp_composite": _CompositeLRP}

@@ -1,6 +1,8 @@
 """Artifact relevance: the share of positive input relevance that falls on the artifact.
 
-For artifact samples the LRP heatmap of the true label is summed over channels, clamped at 0,
+For artifact samples the LRP heatmap of the true label (for multi-hot labels: the sum of the
+logits of the positive labels, or the biased class's without any, :mod:`utils.labels`) is summed
+over channels, clamped at 0,
 and ``sum(R+ * M) / sum(R+)`` is taken with the artifact mask ``M`` dilated by a few pixels (the
 blended edge of an artifact carries relevance too).
 
@@ -15,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from utils.labels import explained_labels, label_batch
 from utils.lrp.attribution import get_attributor
 
 
@@ -44,17 +47,19 @@ def _mean(values):
 
 
 def artifact_relevance(model, dataset, artifact, indices, batch_size=32, dilation=1, backend="auto", device="cpu",
-                       without=None):
+                       without=None, fallback=None):
     """Mean artifact relevance (and per-sample values) of ``model`` over ``indices`` of ``dataset``.
 
     ``without``: the same split with no inserted artifact (e.g. the ``clean`` subset); adds the share
     the same masked region gets there (``without_artifact``) and ``excess`` (see module docstring).
+    ``fallback``: multi-label only, the class a sample without positive label is explained by (the
+    biased class of the training split: every sample of an ``attacked`` subset carries the artifact).
     """
     attributor = get_attributor(model, backend=backend)
 
     def shares(data, batch, masks):
         x = torch.stack([data.normalize(data.load_raw(int(i))) for i in batch]).to(device)
-        y = torch.as_tensor([data.label(int(i)) for i in batch], device=device)
+        y = explained_labels(label_batch(data, batch), fallback).to(device)
         return relevance_share(attributor.attribute(x, targets=y).heatmap, masks).cpu()
 
     with_art, without_art = [], []

@@ -136,21 +136,37 @@ def delong(y_true, scores_a, scores_b):
 
 
 def paired_tests(labels, logits_a, logits_b, auroc_class):
-    """Model A vs model B on the same samples (single-label): McNemar on per-sample correctness and
-    DeLong on the one-vs-rest AUROC of class ``auroc_class`` (softmax scores).
+    """Model A vs model B on the same samples: McNemar on per-sample correctness and DeLong on the
+    one-vs-rest AUROC of class ``auroc_class`` (the class the artifact is evidence for).
+
+    Single-label (``labels`` (n,)): correctness of the argmax, softmax scores.
+
+    Multi-label (multi-hot ``labels`` (n, K)): both tests are about label ``auroc_class`` alone, a
+    yes/no task of its own: correct where its sigmoid is on the right side of 0.5, scored by its
+    logit (the AUROC of its sigmoid, without ties where the sigmoid saturates). McNemar over all
+    n*K label decisions would count each sample K times, while its decisions are not independent;
+    the accuracy entry then also names its ``class``.
 
     Returns ``{"accuracy": mcnemar(...) + {"a", "b"}, "auroc": delong(...) + {"class"}}``.
     """
     labels = np.asarray(labels)
     logits_a, logits_b = np.asarray(logits_a, dtype=np.float64), np.asarray(logits_b, dtype=np.float64)
-    correct_a, correct_b = logits_a.argmax(1) == labels, logits_b.argmax(1) == labels
-    accuracy = {**mcnemar(correct_a, correct_b), "a": float(correct_a.mean()), "b": float(correct_b.mean())}
-    positive = labels == auroc_class
+    if labels.ndim == 2:
+        positive = labels[:, auroc_class] > 0
+        score_a, score_b = logits_a[:, auroc_class], logits_b[:, auroc_class]
+        correct_a, correct_b = (score_a > 0) == positive, (score_b > 0) == positive  # sigmoid > 0.5
+        which = {"class": int(auroc_class)}
+    else:
+        positive = labels == auroc_class
+        score_a, score_b = _softmax(logits_a)[:, auroc_class], _softmax(logits_b)[:, auroc_class]
+        correct_a, correct_b = logits_a.argmax(1) == labels, logits_b.argmax(1) == labels
+        which = {}
+    accuracy = {**mcnemar(correct_a, correct_b), "a": float(correct_a.mean()), "b": float(correct_b.mean()), **which}
     if positive.all() or not positive.any():
         auroc = {"auc_a": float("nan"), "auc_b": float("nan"), "difference": float("nan"), "variance": float("nan"),
                  "z": float("nan"), "p_value": float("nan")}
     else:
-        auroc = delong(positive, _softmax(logits_a)[:, auroc_class], _softmax(logits_b)[:, auroc_class])
+        auroc = delong(positive, score_a, score_b)
     return {"accuracy": accuracy, "auroc": {**auroc, "class": int(auroc_class)}}
 
 

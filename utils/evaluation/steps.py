@@ -20,6 +20,7 @@ from utils.evaluation.relevance import artifact_relevance, artifact_samples
 from utils.evaluation.tcav import biased_class, directional_derivatives, refit_cav, tcav_scores
 from utils.evaluation.stats import paired_tests
 from utils.io import write_json
+from utils.labels import explained_labels, label_batch, label_names
 from utils.layout import channel_axis
 from utils.locks import folder_lock
 from utils.metrics import classification_metrics, predict_subsets
@@ -72,7 +73,9 @@ def _setup(config):
 def evaluate_by_subset(config):
     """Accuracy (± SE), macro-F1 and per-class AUROC on clean/attacked/ch of each eval split, and the
     paired tests of corrected vs original on the same samples (McNemar for accuracy, DeLong for the
-    AUROC of the class the artifact is evidence for)."""
+    AUROC of the class the artifact is evidence for). Multi-label: accuracy over every label decision
+    at 0.5 (``utils.metrics``); both paired tests are about the biased class's label alone
+    (:func:`utils.evaluation.stats.paired_tests`)."""
     device, splits = _setup(config)
 
     def run(model):
@@ -89,7 +92,7 @@ def evaluate_by_subset(config):
     names = splits.train.class_names
     results = {model: {split: {mode: classification_metrics(p["logits"], p["labels"], names) for mode, p in by_mode.items()}
                        for split, by_mode in by_split.items()} for model, by_split in predictions.items()}
-    if "original" in predictions and not splits.train.multi_label:
+    if "original" in predictions:
         auroc_class = names.index(biased_class(splits.train, config.artifact))
         results["paired_tests"] = {
             split: {mode: paired_tests(p["labels"], predictions["original"][split][mode]["logits"], p["logits"],
@@ -115,8 +118,10 @@ def paired_rows(results):
     rows = []
     for split, by_mode in results.get("paired_tests", {}).items():
         for subset, t in by_mode.items():
-            rows.append({"split": split, "subset": subset, "accuracy original": t["accuracy"]["a"],
-                         "accuracy corrected": t["accuracy"]["b"], "McNemar p": t["accuracy"]["p_value"],
+            # multi-label: the accuracy of one label (its class), not the subsets' accuracy over all labels
+            accuracy = f"accuracy {t['accuracy']['class']}" if "class" in t["accuracy"] else "accuracy"
+            rows.append({"split": split, "subset": subset, f"{accuracy} original": t["accuracy"]["a"],
+                         f"{accuracy} corrected": t["accuracy"]["b"], "McNemar p": t["accuracy"]["p_value"],
                          f"AUROC {t['auroc']['class']} original": t["auroc"]["auc_a"],
                          f"AUROC {t['auroc']['class']} corrected": t["auroc"]["auc_b"], "DeLong p": t["auroc"]["p_value"]})
     return rows
@@ -125,15 +130,18 @@ def paired_rows(results):
 # --- 2. artifact relevance -----------------------------------------------------------------------
 @_locked
 def compute_artifact_relevance(config):
-    """Share of positive relevance (true label) inside the dilated artifact mask, attacked test samples,
-    and the share of the same region on the same samples without the artifact (the floor)."""
+    """Share of positive relevance (true label; multi-label: :mod:`utils.labels`) inside the dilated
+    artifact mask, attacked test samples, and the share of the same region on the same samples without
+    the artifact (the floor)."""
     device, splits = _setup(config)
     dataset, without = splits.test.with_mode("attacked"), splits.test.with_mode("clean")
     indices = artifact_samples(dataset, config.artifact, config.eval_max_samples)
+    fallback = _fallback_class(splits, config)
 
     def run(model):
         return artifact_relevance(model, dataset, config.artifact, indices, config.batch_size, config.mask_dilation,
-                                  lrp_backend_for(model, config.lrp_backend), device, without=without)
+                                  lrp_backend_for(model, config.lrp_backend), device, without=without,
+                                  fallback=fallback)
 
     results = {"corrected": run(load_corrected(config, device))}
     if config.ckpt_path:
@@ -144,6 +152,14 @@ def compute_artifact_relevance(config):
             lambda: run(load_original(config, device)))
     write_json(evaluation_dir(config) / "artifact_relevance.json", results)
     return results
+
+
+def _fallback_class(splits, config):
+    """Multi-label: the index of the class the artifact is evidence for in training, which a sample
+    without a positive label is explained by (:mod:`utils.labels`); single-label: ``None``, not needed."""
+    if not splits.train.multi_label:
+        return None
+    return splits.class_names.index(biased_class(splits.train, config.artifact))
 
 
 # --- 3. TCAV -------------------------------------------------------------------------------------
@@ -200,7 +216,8 @@ def tcav_rows(results):
 # --- 4. heatmaps -----------------------------------------------------------------------------------
 @_locked
 def plot_heatmaps(config):
-    """Original vs corrected heatmaps (true label) of attacked test samples, shared colour scale."""
+    """Original vs corrected heatmaps (true label; multi-label: :mod:`utils.labels`) of attacked test
+    samples, shared colour scale."""
     from utils.evaluation.figures import heatmap_comparison
     from utils.lrp.attribution import get_attributor
 
@@ -208,7 +225,7 @@ def plot_heatmaps(config):
     dataset = splits.test.with_mode("attacked")
     indices = artifact_samples(dataset, config.artifact, config.n_heatmaps)
     x = torch.stack([dataset.normalize(dataset.load_raw(int(i))) for i in indices]).to(device)
-    y = torch.as_tensor([dataset.label(int(i)) for i in indices], device=device)
+    y = explained_labels(label_batch(dataset, indices), _fallback_class(splits, config)).to(device)
     maps = {}
     for name, model in (("original", load_original(config, device)), ("corrected", load_corrected(config, device))):
         if model is not None:
@@ -218,7 +235,8 @@ def plot_heatmaps(config):
             maps[name] = heatmap if dataset.modality == "signal" else heatmap.sum(1)
     raw = [dataset.load_raw(int(i)) for i in indices]
     images = [r.numpy() if dataset.modality == "signal" else r.permute(1, 2, 0).numpy() for r in raw]
-    titles = [f"{dataset.sample_ids[int(i)]} ({dataset.class_names[dataset.label(int(i))]})" for i in indices]
+    titles = [f"{dataset.sample_ids[int(i)]} ({label_names(dataset.label(int(i)), dataset.class_names)})"
+              for i in indices]
     path = evaluation_dir(config) / "heatmaps.png"
     heatmap_comparison(images, maps, titles, path, f"{config.method}: {config.config_name}")
     return path

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from model_training.corrections.layers import ActivationCatcher, get_layer, pooled_activations
 from model_training.corrections.cavs import fit_scoped_cav
+from utils.labels import biased_class_index
 from utils.layout import pool
 
 
@@ -54,8 +55,8 @@ def refit_cav(model, train_set, artifact_labels, layer_name, cav_type, cav_mode,
 
 
 def biased_class(train_set, artifact):
-    """The class the artifact co-occurs with most often in training (the class it is evidence for)."""
-    has = np.asarray(train_set.artifact_labels(artifact), dtype=bool)
-    labels = np.asarray(train_set.labels)
-    rates = [has[labels == k].mean() if (labels == k).any() else 0.0 for k in range(train_set.n_classes)]
-    return train_set.class_names[int(np.argmax(rates))]
+    """The class the artifact co-occurs with most often in training (the class it is evidence for):
+    the highest rate of the artifact among the class's samples (for multi-hot labels, among the
+    samples positive for it), :func:`utils.labels.biased_class_index`."""
+    has = train_set.artifact_labels(artifact)
+    return train_set.class_names[biased_class_index(train_set.labels, has, train_set.n_classes)]

@@ -5,7 +5,7 @@ one backward pass, the input relevance, the relevance and activation of every re
 the model output. Semantics follow zennit-crp's ``CondAttribution``:
 
 * ``targets`` (one class per sample) starts the backward pass at that logit, with its value as
-  the initial relevance;
+  the initial relevance; multi-hot rows start it at every positive class (their sum is explained);
 * ``conditions`` (one dict per sample, ``{layer: [channels]}``) masks the relevance flowing
   through a layer to the listed channels (concept-conditional relevance);
 * ``start_layer`` + ``init_rel`` starts the backward pass at a hidden layer instead, with
@@ -93,13 +93,22 @@ def frozen_parameters(model):
 
 
 def conditions_from(targets=None, conditions=None, n=None):
-    """Merge per-sample ``targets`` into per-sample condition dicts (zennit-crp style)."""
+    """Merge per-sample ``targets`` into per-sample condition dicts (zennit-crp style).
+
+    ``targets``: one class per sample ``(N,)`` (integers), or multi-hot rows ``(N, K)`` (float or
+    bool, as ``utils.labels`` gives them), whose positive classes all start the backward pass: LRP is
+    linear in its initial relevance, so that explains the sum of their logits."""
     if conditions is None:
         conditions = [{} for _ in range(n)]
     conditions = [dict(c) for c in conditions]
     if targets is not None:
-        for cond, target in zip(conditions, torch.as_tensor(targets).view(-1).tolist()):
-            cond["y"] = [int(target)]
+        targets = torch.as_tensor(targets)
+        if targets.dim() == 2 and (targets.is_floating_point() or targets.dtype == torch.bool):
+            classes = [row.nonzero().flatten().tolist() for row in targets]
+        else:
+            classes = [[int(target)] for target in targets.view(-1).tolist()]
+        for cond, chosen in zip(conditions, classes):
+            cond["y"] = chosen
     return conditions
 
 

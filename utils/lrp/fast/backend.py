@@ -99,7 +99,8 @@ class FastBackend:
         return Attribution(heatmap, outputs, relevances, activations)
 
     def differentiable_heatmap(self, x, targets, statistics=None):
-        """The input heatmap of ``targets`` (one class per sample) as a differentiable function of
+        """The input heatmap of ``targets`` (one class per sample, or multi-hot rows: the sum of their
+        classes' logits, see :func:`utils.lrp.attribution.conditions_from`) as a differentiable function of
         the parameters and of ``x``: the relevance the evaluation measures, for a training loss.
 
         ``statistics``: ``{batch_norm: (mean, var)}`` to normalise with instead of the running
