@@ -127,8 +127,11 @@ def benchmark_block(result) -> str:
     reference = next((row for row in rows if row["method"] == mitigation.REFERENCE), None)
     about_reference = "" if reference is None else (
         f" The reference ({reference['strength']}) gets clean {reference['clean']:.3f}, attacked "
-        f"{reference['attacked']:.3f}: it closes {reference['gap_closed']:.2f} of the gap, the part a correction can "
-        "close; gap_closed_attainable is gap_closed as a share of it.")
+        f"{reference['attacked']:.3f}: it closes {reference['gap_closed']:.2f} of the gap" + (
+            ", the part that is a learned shortcut; gap_closed_attainable is gap_closed as a share of it."
+            if reference["gap_closed"] >= mitigation.MIN_ATTAINABLE else
+            ": the artifact costs a model that never learned it as much as the original, so this gap is not a "
+            "learned shortcut, and gap_closed_attainable is not defined."))
     lines = [f"Original model: clean {original['clean']:.3f}, attacked {original['attacked']:.3f}. "
              f"Mean ± sd over seeds {seeds}." + about_reference, "",
              markdown_table(display_rows(rows, BENCHMARK_COLUMNS), BENCHMARK_COLUMNS), "",

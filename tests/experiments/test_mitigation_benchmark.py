@@ -55,3 +55,13 @@ def test_unknown_setting_is_a_one_line_error(tmp_path, capsys):
         mitigation.main(["--settings", "nope", "--output_dir", str(tmp_path)])
     assert stop.value.code == 2
     assert capsys.readouterr().err.strip().startswith("--settings: unknown nope; valid: synth_derm_band_aid")
+
+
+def test_attainable_gap_is_undefined_where_the_reference_closes_almost_nothing():
+    rows = [{"method": "original", "gap_closed": 0.0, "gap_closed_sd": None},
+            {"method": "RRR", "gap_closed": 0.9, "gap_closed_sd": 0.1}]
+    half = mitigation.with_attainable_gap(rows, {"method": "reference", "gap_closed": 0.5})
+    assert [r["gap_closed_attainable"] for r in half] == [0.0, 1.8, 1.0] and half[1]["gap_closed_attainable_sd"] == 0.2
+    # a model that never learned the shortcut loses as much to the artifact: no shortcut to measure against
+    tiny = mitigation.with_attainable_gap(rows, {"method": "reference", "gap_closed": 0.01})
+    assert all(r["gap_closed_attainable"] != r["gap_closed_attainable"] for r in tiny)  # nan
