@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.distributed import get_context
+from utils.errors import UserError
 
 
 def _class_weights(counts):
@@ -34,5 +35,16 @@ LOSSES = {
 }
 
 
-def build_loss(name, class_counts):
+MULTI_LABEL = {"bce"}  # the losses that read multi-hot (N, K) targets; the others read one class per sample
+
+
+def build_loss(name, class_counts, multi_label=False):
+    """The loss ``name``; refuses one that does not fit the labels. Why: cross-entropy given multi-hot
+    float targets does not fail, PyTorch reads them as class probabilities and trains something else."""
+    if multi_label and name not in MULTI_LABEL:
+        raise UserError(f"'loss': {name} needs one label per sample, but the data set is multi-label "
+                        f"(multi-hot labels); use loss: {', '.join(sorted(MULTI_LABEL))}")
+    if not multi_label and name in MULTI_LABEL:
+        raise UserError(f"'loss': {name} needs multi-hot labels, but the data set has one label per sample; "
+                        f"use loss: {', '.join(sorted(set(LOSSES) - MULTI_LABEL))}")
     return LOSSES[name](class_counts)

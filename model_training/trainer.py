@@ -122,7 +122,8 @@ class Trainer:
         self.dist.broadcast_parameters(self.model)
         self.out_dir = Path(out_dir or training_dir(config))
         self.ckpt_dir = self.out_dir / "checkpoints"
-        self.criterion = build_loss(config.loss, self.splits.train.class_counts()).to(self.device)
+        self.criterion = build_loss(config.loss, self.splits.train.class_counts(),
+                                    self.splits.train.multi_label).to(self.device)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = OPTIMIZERS[config.optimizer](trainable, config)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, config.milestones, config.gamma)

@@ -149,7 +149,7 @@ class ISNet(Correction):
         low, high = input_bounds(split, channels)
         layers = get_model_spec(config.model_name).layer_names if config.deep_supervision else ()
         self.fallback = ctx.biased_class
-        self.setup(ctx.model, low, high, layers, build_loss(config.loss, split.class_counts()).to(ctx.device))
+        self.setup(ctx.model, low, high, layers, build_loss(config.loss, split.class_counts(), split.multi_label).to(ctx.device))
         if self.C1 is None or self.C2 is None:
             self.C1, self.C2 = self._tune(ctx, low, high, layers)
         if get_context().is_main:

@@ -64,3 +64,15 @@ def test_mixed_precision_is_bfloat16_autocast_on_cuda_only(write_config, capsys)
     from model_training.trainer import Trainer
 
     assert Trainer(config).mixed_precision is False
+
+
+def test_a_loss_that_does_not_fit_the_labels_is_refused():
+    """Cross-entropy on multi-hot labels would not fail: PyTorch reads them as class probabilities."""
+    from model_training.losses import build_loss
+    from utils.errors import UserError
+
+    with pytest.raises(UserError, match="'loss': cross_entropy needs one label per sample, .* use loss: bce"):
+        build_loss("cross_entropy", [3, 4], multi_label=True)
+    with pytest.raises(UserError, match="'loss': bce needs multi-hot labels"):
+        build_loss("bce", [3, 4], multi_label=False)
+    assert build_loss("bce", [3, 4], multi_label=True) is not None and build_loss("cross_entropy", [3, 4]) is not None
