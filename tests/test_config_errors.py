@@ -85,6 +85,10 @@ def test_training_command_read_off_the_checkpoint_path(tmp_path):
     assert training_command(run.as_posix().format("synth_derm")).startswith(
         "python -m experiments.run_pipeline --config_file")  # the demo's folder: its pipeline trains it
     assert "<training config>" in training_command(run.as_posix().format("not_a_committed_config"))
+    # an _attacked run is configured in its base data set's folder, told by dataset_name
+    attacked = tmp_path / "training/isic_attacked/vgg16/vgg16_sgd_lr0.005_attacked/checkpoints/best.pt"
+    assert training_command(attacked) == ("python -m model_training.start_training --config_file "
+                                          "config_files/training/isic/vgg16_sgd_lr0.005_attacked.yaml")
     assert "<training config>" in training_command(tmp_path / "model.pt")
     config = AuditConfig(config_name="x", ckpt_path=str(tmp_path / "model.pt"))  # no file: UserError, not config
     with pytest.raises(UserError, match="'ckpt_path': checkpoint not found"):

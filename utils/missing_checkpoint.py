@@ -7,6 +7,8 @@ so ``<config name>`` names the committed config that trains it, when there is on
 """
 from pathlib import Path
 
+import yaml
+
 from utils.errors import ConfigError, UserError
 
 CONFIG_FILES = Path(__file__).resolve().parent.parent / "config_files"
@@ -23,13 +25,25 @@ def require_checkpoint(config, key="ckpt_path"):
     raise UserError(f"'{key}': {missing} ({hint})")
 
 
+def _training_config(dataset, name):
+    """The committed training config named ``name`` that trains ``dataset``: in the data set's own folder,
+    or in another one (``isic_attacked`` runs are configured beside ``isic``'s), told by its ``dataset_name``."""
+    own = CONFIG_FILES / "training" / dataset / f"{name}.yaml"
+    if own.is_file():
+        return own
+    for path in sorted((CONFIG_FILES / "training").glob(f"*/{name}.yaml")):
+        if (yaml.safe_load(path.read_text()) or {}).get("dataset_name") == dataset:
+            return path
+    return None
+
+
 def training_command(ckpt_path) -> str:
     """The command that writes ``ckpt_path``, as well as its path tells."""
     parts = Path(ckpt_path).parts
     if len(parts) >= 6 and parts[-2] == "checkpoints" and parts[-6] == "training":
         dataset, name = parts[-5], parts[-3]
-        training = CONFIG_FILES / "training" / dataset / f"{name}.yaml"
-        if training.is_file():
+        training = _training_config(dataset, name)
+        if training is not None:
             return f"python -m model_training.start_training --config_file {_shown(training)}"
         pipeline = CONFIG_FILES / "pipeline" / f"{name}.yaml"
         if pipeline.is_file():  # the pipeline trains into a folder named after its own config
