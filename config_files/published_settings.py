@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
 
 from models import get_model_spec  # noqa: E402
+from utils.io import write_yaml  # noqa: E402
 from utils.lrp.differentiable import unsupported_reason  # noqa: E402
 
 TRAINING_DIR = ROOT / "config_files" / "training"
@@ -63,3 +64,11 @@ def data_keys(training, keys=DATA_KEYS):
 def ckpt_path(stem, training):
     """The checkpoint ``start_training`` writes for the training config ``stem``."""
     return f"outputs/training/{training['dataset_name']}/{training['model_name']}/{stem}/checkpoints/best.pt"
+
+
+def write_configs(configs, out_dir):
+    """Write ``{file stem: config}`` as YAML files into ``out_dir``; returns the stems written."""
+    for name, config in configs.items():
+        write_yaml(Path(out_dir) / f"{name}.yaml", config)
+    print(f"wrote {len(configs)} configs to {out_dir}: {', '.join(configs)}")
+    return list(configs)

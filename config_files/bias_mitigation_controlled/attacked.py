@@ -25,9 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
 
-from config_files.published_settings import (DATA_KEYS, MODELS, ckpt_path, data_keys,  # noqa: E402
+from config_files.published_settings import (DATA_KEYS, MODELS, ckpt_path, data_keys, write_configs,  # noqa: E402
                                              differentiable_lrp, layer, training_config)
-from utils.io import write_yaml  # noqa: E402
 
 OUT_ROOT = Path(__file__).resolve().parent
 
@@ -75,10 +74,4 @@ def mitigation_configs(dataset):
 
 
 def write_mitigation_configs(dataset):
-    out_dir = OUT_ROOT / f"{dataset}_attacked"
-    written = []
-    for name, config in mitigation_configs(dataset).items():
-        write_yaml(out_dir / f"{name}.yaml", config)
-        written.append(name)
-    print(f"wrote {len(written)} configs to {out_dir}")
-    return written
+    return write_configs(mitigation_configs(dataset), OUT_ROOT / f"{dataset}_attacked")

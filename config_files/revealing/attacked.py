@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
 
-from config_files.published_settings import MODELS, ckpt_path, data_keys, layer, training_config  # noqa: E402
+from config_files.published_settings import (MODELS, ckpt_path, data_keys, layer, training_config,  # noqa: E402
+                                             write_configs)
 from models import get_model_spec  # noqa: E402
-from utils.io import write_yaml  # noqa: E402
 
 OUT_ROOT = Path(__file__).resolve().parent
 
@@ -55,10 +55,4 @@ def reveal_configs(dataset):
 
 
 def write_reveal_configs(dataset):
-    out_dir = OUT_ROOT / f"{dataset}_attacked"
-    written = []
-    for name, config in reveal_configs(dataset).items():
-        write_yaml(out_dir / f"{name}.yaml", config)
-        written.append(name)
-    print(f"wrote {len(written)} configs to {out_dir}: {', '.join(written)}")
-    return written
+    return write_configs(reveal_configs(dataset), OUT_ROOT / f"{dataset}_attacked")
