@@ -109,7 +109,11 @@ def _without_shortcut(raw, output_dir):
     """Training data of a setting without its shortcut: the artifact under study is left out of the
     embedded data set's artifacts, or (an image folder) the folder is exported without it."""
     unbiased = {**raw, "artifact": None}  # the shortcut is not in these data
-    if raw["dataset_name"] == "image_folder":
+    if raw["dataset_name"] == "image_folder":  # an export: only the export of synth_shapes has a twin without it
+        export, _ = _shapes_export(output_dir)
+        if [str(p) for p in raw.get("data_paths", [])] != [str(export)]:
+            raise UserError(f"no reference for the image folder {raw.get('data_paths')}: only the synth_shapes export "
+                            "can be written again without its artifact")
         return {**unbiased, "data_paths": [str(_shapes_export(output_dir, without_artifacts=True)[0])]}
     artifacts = raw.get("artifacts")
     artifacts = get_dataset_entry(raw["dataset_name"]).default_artifacts if artifacts is None else artifacts
