@@ -10,6 +10,11 @@ genuine lesion properties, with overlapping distributions so the task is learnab
 Every image comes with its lesion (foreground) mask. By default a band-aid sits in about a third
 of the benign images and in none of the melanomas (the shortcut the demo must reveal and fix);
 rulers appear at equal rates in both classes (a harmless distractor).
+
+``multi_label: true`` makes a small multi-label task of the same images (multi-hot labels
+``benign``, ``melanoma``, ``large``): ``large`` is a property of the drawn lesion itself (it covers
+more than ``LARGE_AREA`` of the image, about 40 % of the samples), so it is learnable and co-occurs
+with either diagnosis. The artifacts stay tied to the diagnosis labels.
 """
 import functools
 import zlib
@@ -21,6 +26,8 @@ from datasets.base import BaseDataset, shared_render_cache
 from datasets.procedural import smooth_field
 
 CLASS_NAMES = ("benign", "melanoma")
+MULTI_LABEL_NAMES = CLASS_NAMES + ("large",)
+LARGE_AREA = 0.115  # share of the image a "large" lesion covers (about the 60th percentile)
 SPLIT_SIZES = {"train": 2000, "val": 500, "test": 500}
 DEFAULT_ARTIFACTS = {"band_aid": {"benign": 0.33}, "ruler": {"benign": 0.15, "melanoma": 0.15}}
 # Parameter ranges (benign, melanoma) of the lesion properties that carry the diagnosis. They overlap
@@ -90,16 +97,21 @@ def _drawn_lesion(img_size):
 class SynthDermSplit(BaseDataset):
     """One split of the synthetic dermoscopy data set (no artifacts; see ``with_artifacts``)."""
 
-    def __init__(self, split, n_samples, img_size=64, seed=0, p_malignant=0.5, augment=False):
+    def __init__(self, split, n_samples, img_size=64, seed=0, p_malignant=0.5, augment=False, multi_label=False):
         self.img_size, self.seed, self._split_code = img_size, seed, zlib.crc32(split.encode())
-        labels = np.array([int(np.random.default_rng([seed, self._split_code, i, 0]).random() < p_malignant)
-                           for i in range(n_samples)])
+        self.malignant = np.array([np.random.default_rng([seed, self._split_code, i, 0]).random() < p_malignant
+                                   for i in range(n_samples)], dtype=bool)
         ids = [f"{split}_{i:05d}" for i in range(n_samples)]
-        super().__init__(split, CLASS_NAMES, ids, labels, mean=(0.80, 0.61, 0.51), std=(0.13, 0.12, 0.12),
-                         augment=augment)
+        labels, names = self.malignant.astype(int), CLASS_NAMES
+        if multi_label:  # drawing the lesions here is not wasted: the render cache keeps them for later
+            large = [self._render(i)[1].mean() > LARGE_AREA for i in range(n_samples)]
+            labels = np.stack([~self.malignant, self.malignant, large], axis=1).astype(np.float32)
+            names = MULTI_LABEL_NAMES
+        super().__init__(split, names, ids, labels, mean=(0.80, 0.61, 0.51), std=(0.13, 0.12, 0.12),
+                         augment=augment, multi_label=multi_label)
 
     def _render(self, idx):
-        return _drawn_lesion(self.img_size)(self.seed, self._split_code, int(idx), bool(self.labels[idx]))
+        return _drawn_lesion(self.img_size)(self.seed, self._split_code, int(idx), bool(self.malignant[idx]))
 
     def load_raw(self, idx):
         image, _ = self._render(idx)
@@ -110,7 +122,8 @@ class SynthDermSplit(BaseDataset):
 
 
 def build_synth_derm(img_size=64, seed=0, n_train=SPLIT_SIZES["train"], n_val=SPLIT_SIZES["val"],
-                     n_test=SPLIT_SIZES["test"], p_malignant=0.5):
+                     n_test=SPLIT_SIZES["test"], p_malignant=0.5, multi_label=False):
     sizes = {"train": n_train, "val": n_val, "test": n_test}
-    return {split: SynthDermSplit(split, n, img_size, seed, p_malignant, augment=split == "train")
+    return {split: SynthDermSplit(split, n, img_size, seed, p_malignant, augment=split == "train",
+                                  multi_label=multi_label)
             for split, n in sizes.items()}

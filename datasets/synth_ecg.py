@@ -16,6 +16,11 @@ Three classes differ by genuine morphology, with overlapping ranges:
 
 By default a defective lead (lead II stuck high) sits in a third of the LVH records (the
 shortcut to reveal) and baseline wander bursts appear at equal rates in every class.
+
+``multi_label: true`` makes a small multi-label task of the same records (multi-hot labels
+``normal``, ``lvh``, ``bbb``, ``fast_rate``), as PTB-XL is: ``fast_rate`` marks a record whose heart
+rate is at least ``FAST_RATE`` bpm (about half of them, in every class), read from the record's own
+drawing. The artifacts stay tied to the diagnosis labels.
 """
 import zlib
 
@@ -38,6 +43,8 @@ RANGES = {
     "qrs_width": ((0.9, 1.15), (1.0, 1.2), (1.2, 1.7)),  # QRS duration factor (1: ~90 ms)
     "late_r": ((0.0, 0.05), (0.0, 0.05), (0.1, 0.5)),  # amplitude of the late R' wave (mV)
 }
+MULTI_LABEL_NAMES = CLASS_NAMES + ("fast_rate",)
+FAST_RATE = 80.0  # bpm; the drawn heart rates are uniform in 55-100
 STRAIN = (0.05, 0.45, 0.0)  # probability of a T wave inverted against the QRS
 
 
@@ -94,11 +101,17 @@ def _waves(rng, label):
             (None, 0.045, t_vec)]  # T
 
 
+def heart_rate(rng):
+    """The record's mean heart rate in bpm: the first draw of its generator (so labels can read it
+    without drawing the record)."""
+    return rng.uniform(55, 100)
+
+
 def render_ecg(rng, label, fs=FS, seconds=SECONDS):
     """One 12-lead record ``(12, fs * seconds)`` float32 in mV."""
     n = fs * seconds
     t = np.arange(n) / fs
-    rr_mean = 60.0 / rng.uniform(55, 100)
+    rr_mean = 60.0 / heart_rate(rng)
     rotation = _rotation(rng.uniform(-30, 30), rng.uniform(-15, 15))
     waves = _waves(rng, label)
     dipole = np.zeros((3, n))
@@ -116,8 +129,12 @@ def render_ecg(rng, label, fs=FS, seconds=SECONDS):
     return (signal + drift + noise).astype(np.float32)
 
 
+def _record_rng(seed, split_code, idx):
+    return np.random.default_rng([seed, split_code, idx, 1])
+
+
 def _draw_record(seed, split_code, idx, label):
-    return render_ecg(np.random.default_rng([seed, split_code, idx, 1]), label)
+    return render_ecg(_record_rng(seed, split_code, idx), label)
 
 
 _drawn_record = shared_render_cache(_draw_record, bytes_per_sample=4 * len(LEADS) * FS * SECONDS)
@@ -128,22 +145,29 @@ class SynthEcgSplit(BaseDataset):
 
     modality = "signal"
 
-    def __init__(self, split, n_samples, seed=0, augment=False):
+    def __init__(self, split, n_samples, seed=0, augment=False, multi_label=False):
         self.seed, self._split_code = seed, zlib.crc32(split.encode())
-        labels = np.array([int(np.random.default_rng([seed, self._split_code, i, 0]).integers(len(CLASS_NAMES)))
-                           for i in range(n_samples)])
-        super().__init__(split, CLASS_NAMES, [f"{split}_{i:05d}" for i in range(n_samples)], labels,
-                         SIGNAL_MEAN, SIGNAL_STD, augment=augment)
+        self.diagnosis = np.array([int(np.random.default_rng([seed, self._split_code, i, 0]).integers(len(CLASS_NAMES)))
+                                   for i in range(n_samples)])
+        labels, names = self.diagnosis, CLASS_NAMES
+        if multi_label:
+            fast = [heart_rate(_record_rng(seed, self._split_code, i)) >= FAST_RATE for i in range(n_samples)]
+            labels = np.concatenate([np.eye(len(CLASS_NAMES))[self.diagnosis], np.array(fast)[:, None]],
+                                    axis=1).astype(np.float32)
+            names = MULTI_LABEL_NAMES
+        super().__init__(split, names, [f"{split}_{i:05d}" for i in range(n_samples)], labels,
+                         SIGNAL_MEAN, SIGNAL_STD, augment=augment, multi_label=multi_label)
 
     def load_raw(self, idx):
-        return torch.from_numpy(_drawn_record(self.seed, self._split_code, int(idx), int(self.labels[idx])))
+        return torch.from_numpy(_drawn_record(self.seed, self._split_code, int(idx), int(self.diagnosis[idx])))
 
 
 @register_dataset("synth_ecg", modality="signal", default_artifacts=DEFAULT_ARTIFACTS,
                   attacked_default={"artifact_type": "defective_lead", "attacked_classes": ["lvh"],
                                     "p_artifact": 0.5})
 def build_synth_ecg(img_size=None, seed=0, n_train=SPLIT_SIZES["train"], n_val=SPLIT_SIZES["val"],
-                    n_test=SPLIT_SIZES["test"]):
+                    n_test=SPLIT_SIZES["test"], multi_label=False):
     """``img_size`` is unused: records are always 12 x 1000."""
     sizes = {"train": n_train, "val": n_val, "test": n_test}
-    return {split: SynthEcgSplit(split, n, seed, augment=split == "train") for split, n in sizes.items()}
+    return {split: SynthEcgSplit(split, n, seed, augment=split == "train", multi_label=multi_label)
+            for split, n in sizes.items()}

@@ -30,6 +30,7 @@ def build_parser():
 
 def run(config_file, from_step=None, only=None, log=print):
     config = load_config(config_file, PipelineConfig)
+    config.check_steps()
     root = step_dir(config, "pipeline")
     with folder_lock(root):  # one pipeline per folder: a second one stops at once, naming this one
         save_resolved_config(config, root)

@@ -30,7 +30,7 @@ from model_training.resume import resume_mismatch
 from models import get_model, get_model_spec
 from utils.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from utils.config import save_resolved_config
-from utils.device import autocast, mixed_precision_enabled
+from utils.device import autocast, differentiable_attention, mixed_precision_enabled
 from utils.distributed import RankBatchSampler, get_context, global_batches, training_device
 from utils.errors import UserError
 from utils.identity import file_identity
@@ -193,7 +193,8 @@ class Trainer:
             x, y = batch[0].to(self.device), batch[1].to(self.device)
             if self.input_requires_grad:
                 x.requires_grad_(True)
-            with autocast(self.device, self.mixed_precision):
+            # a correction's loss may differentiate through gradients of this forward pass
+            with autocast(self.device, self.mixed_precision), differentiable_attention(self.extra_loss is not None):
                 logits = self.forward(self.model, x) if self.forward else self.model(x)
                 loss = self.criterion(logits, y)
                 if self.extra_loss is not None:

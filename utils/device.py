@@ -28,6 +28,18 @@ def autocast(device: torch.device, mixed_precision: bool):
     return contextlib.nullcontext()
 
 
+def differentiable_attention(enabled=True):
+    """The context of a forward pass whose loss differentiates through gradients (RRR, RR-ClArC):
+    attention runs on PyTorch's composite ("math") kernel, whose backward is itself differentiable.
+    The fused flash and memory-efficient kernels have no second derivative, so a transformer's input
+    gradient could not be penalised through them. Other layers are unaffected."""
+    if not enabled:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.MATH])
+
+
 def mixed_precision_enabled(requested: bool, device: torch.device, warn=True) -> bool:
     """Whether mixed precision is used on ``device``; a request on a CPU is ignored with a warning,
     so one config runs on a laptop and on a GPU cluster."""

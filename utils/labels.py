@@ -34,12 +34,17 @@ def is_multi_hot(labels):
     return np.ndim(labels) == 2
 
 
-def class_rates(labels, has_artifact, n_classes):
-    """Per class: the share of its training samples that carry the artifact (0 for a class without samples)."""
-    has = np.asarray(has_artifact, dtype=bool)
+def class_members(labels, n_classes):
+    """Boolean ``(N, K)``: which samples belong to (are positive for) each class."""
     labels = np.asarray(labels)
-    members = labels > 0 if is_multi_hot(labels) else labels[:, None] == np.arange(n_classes)
-    return np.array([has[members[:, k]].mean() if members[:, k].any() else 0.0 for k in range(n_classes)])
+    return labels > 0 if is_multi_hot(labels) else labels[:, None] == np.arange(n_classes)
+
+
+def class_rates(labels, has_artifact, n_classes, empty=0.0):
+    """Per class: the share of its samples that carry the artifact (``empty`` for a class without samples)."""
+    has = np.asarray(has_artifact, dtype=bool)
+    members = class_members(labels, n_classes)
+    return np.array([has[members[:, k]].mean() if members[:, k].any() else empty for k in range(n_classes)])
 
 
 def biased_class_index(labels, has_artifact, n_classes):

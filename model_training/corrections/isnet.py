@@ -134,6 +134,11 @@ class ISNet(Correction):
 
     @classmethod
     def refusal(cls, config):
+        from datasets import get_dataset_entry
+
+        if get_dataset_entry(config.dataset_name).modality == "signal":  # known before any data is read
+            return (f"{cls.label(config)} needs foreground masks, and signal data ('{config.dataset_name}') has "
+                    "none; use method RRR, RRClarc or PClarc")
         reason = differentiable_lrp_unsupported(get_model_spec(config.model_name))
         if reason is None:
             return None

@@ -131,3 +131,18 @@ def test_shipped_seed_annotations_show_the_band_aid():
     train = get_dataset("synth_derm", img_size=64, seed=0, artifact="band_aid").train
     has = train.artifact_labels("band_aid")
     assert len(seeds) == 5 and all(has[train.sample_ids.index(s)] for s in seeds)
+
+
+def test_multi_label_variant_adds_the_lesion_size_label_of_the_same_images():
+    options = {"n_train": 40, "n_val": 8, "n_test": 8}
+    single = get_dataset("synth_derm", img_size=32, dataset_options=options).train
+    multi = get_dataset("synth_derm", img_size=32, dataset_options={**options, "multi_label": True}).train
+    assert multi.multi_label and multi.class_names == ["benign", "melanoma", "large"]
+    assert np.array_equal(multi.labels[:, :2].argmax(1), single.labels)
+    assert torch.equal(multi.load_raw(3), single.load_raw(3))  # the same images, band-aids included
+    area = np.array([multi.get_foreground_mask(i).float().mean().item() for i in range(len(multi))])
+    large = multi.labels[:, 2].astype(bool)
+    assert 0 < large.sum() < len(large) and area[large].min() > area[~large].max()
+    # the band-aid still follows the diagnosis (benign), whatever the size label says
+    has = multi.artifact_labels("band_aid")
+    assert has.any() and not has[multi.labels[:, 1] > 0].any()

@@ -75,3 +75,27 @@ def test_plot_ecg_with_relevance(tmp_path):
     relevance[1, :100] = 1.0
     path = plot_ecg(signal, tmp_path / "ecg.png", relevance=relevance, lead_names=list("abcdefghijkl"), title="x")
     assert path.is_file() and path.stat().st_size > 1000
+
+
+def test_multi_label_variant_adds_the_heart_rate_label_of_the_same_records():
+    single = _data().train
+    multi = get_dataset("synth_ecg", dataset_options={**SMALL, "multi_label": True}).train
+    assert multi.multi_label and multi.class_names == ["normal", "lvh", "bbb", "fast_rate"]
+    assert np.array_equal(multi.labels[:, :3].argmax(1), single.labels)  # the diagnosis stays one-hot
+    assert torch.equal(multi.load_raw(4), single.load_raw(4))  # the same records
+    fast = multi.labels[:, 3].astype(bool)
+    assert 0 < fast.sum() < len(fast)
+
+    def rate(record):  # beats per minute from the QRS peaks of the strongest lead (at least 0.6 s apart)
+        from scipy.signal import find_peaks
+
+        trace = np.abs(record - np.median(record, axis=1, keepdims=True))
+        trace = trace[trace.max(1).argmax()]
+        peaks, _ = find_peaks(trace, height=0.5 * trace.max(), distance=55)
+        return 60 * 100 / np.median(np.diff(peaks))
+
+    clean = single.with_mode("clean")  # no defective lead to mistake for a beat
+    rates = np.array([rate(clean.load_raw(i).numpy()) for i in range(len(clean))])
+    assert rates[fast].mean() > rates[~fast].mean() + 8  # the label is what the record shows
+    assert get_dataset("synth_ecg_attacked", dataset_options={**SMALL, "multi_label": True}).train.artifact_labels(
+        "defective_lead")[multi.labels[:, 1] > 0].any()

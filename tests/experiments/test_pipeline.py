@@ -83,17 +83,13 @@ def test_changed_mitigation_reruns_only_mitigation(pipeline_run, tmp_path):
     assert rerun == ["Mitigation", "Re-evaluation", "Report"]
 
 
-OTHER_DATA = {  # the same audit with only the data (and model) keys changed
-    "image_folder": {"dataset_name": "image_folder", "img_size": 32, "layer_name": "features.6"},
-    "synth_ecg": {"dataset_name": "synth_ecg", "model_name": "tiny_cnn1d", "artifact": "defective_lead",
-                  "layer_name": None, "dataset_options": {"n_train": 90, "n_val": 30, "n_test": 30},
-                  "audit": {k: v for k, v in REDUCED["audit"].items() if k != "heatmap_size"}},
-}
+# the same audit with only the data keys changed (other models and the ECG data: test_model_task_matrix)
+OTHER_DATA = {"image_folder": {"dataset_name": "image_folder", "img_size": 32, "layer_name": "features.6"}}
 
 
 @pytest.mark.parametrize("name", list(OTHER_DATA))
 def test_same_command_on_other_data(name, tmp_path):
-    """Bring-your-own images (an export of the embedded data) and the embedded ECG data."""
+    """Bring-your-own images (an export of the embedded data)."""
     import yaml
 
     from datasets.export_image_folder import main as export_main

@@ -8,6 +8,7 @@ from memory). Results of the original model are cached per (checkpoint, settings
 from model_training.corrections.loading import load_corrected_model
 from model_training.corrections.run import corrected_checkpoint_path
 from utils.errors import UserError
+from utils.lrp.attribution import auto_backend_name, sees_forward_hooks
 
 
 def load_original(config, device):
@@ -25,7 +26,9 @@ def load_corrected(config, device):
 
 
 def lrp_backend_for(model, configured):
-    """P-ClArC lives in a forward hook: only the autograd-based zennit backend sees it."""
-    if getattr(model, "correction_hook", None) is not None and configured in ("auto", "fast"):
-        return "zennit"
-    return configured
+    """P-ClArC lives in a forward hook: only a backend that propagates through the model's own forward
+    pass sees it (zennit; the conservative ViT backend), not the fast graph."""
+    if getattr(model, "correction_hook", None) is None:
+        return configured
+    chosen = auto_backend_name(model) if configured == "auto" else configured
+    return chosen if sees_forward_hooks(chosen) else "zennit"

@@ -55,13 +55,30 @@ def get_attributor(model, backend="auto", composite=None):
 
     spec = get_model_spec(getattr(model, "model_name", None) or _unknown(model))
     if backend == "auto":
-        candidates = ["conservative"] if spec.composite == "vit_conservative" else ["fast", "zennit"]
-        wanted = dataclasses.replace(spec, composite=composite) if composite else spec
-        backend = next(name for name in candidates if name in _BACKENDS and _BACKENDS[name].supports(model, wanted))
-        _warn_fallback(candidates[:candidates.index(backend)], backend, model, wanted)
+        backend = auto_backend_name(model, composite, warn=True)
     if backend not in _BACKENDS:
         raise UserError(f"unknown lrp_backend '{backend}'; valid names: {', '.join(list_backends())}")
     return _BACKENDS[backend](model, spec, composite=composite)
+
+
+def auto_backend_name(model, composite=None, warn=False):
+    """The backend ``backend='auto'`` picks for ``model``: conservative propagation for transformers,
+    otherwise the fastest registered backend that supports the model (``warn``: say why one was skipped)."""
+    from models import get_model_spec
+
+    spec = get_model_spec(getattr(model, "model_name", None) or _unknown(model))
+    candidates = ["conservative"] if spec.composite == "vit_conservative" else ["fast", "zennit"]
+    wanted = dataclasses.replace(spec, composite=composite) if composite else spec
+    chosen = next(name for name in candidates if name in _BACKENDS and _BACKENDS[name].supports(model, wanted))
+    if warn:
+        _warn_fallback(candidates[:candidates.index(chosen)], chosen, model, wanted)
+    return chosen
+
+
+def sees_forward_hooks(backend_name):
+    """Whether a backend propagates through the model's own forward pass (autograd), so a forward hook
+    that edits activations (P-ClArC's projection) is part of what it explains."""
+    return getattr(_BACKENDS.get(backend_name), "sees_forward_hooks", False)
 
 
 def _warn_fallback(skipped, chosen, model, spec):

@@ -77,6 +77,8 @@ def conservative(model, eps=1e-6):
 class ConservativeBackend:
     """Gradient x input on the conservatively patched transformer (any model, in fact)."""
 
+    sees_forward_hooks = True  # autograd through the model's own forward pass
+
     def __init__(self, model, spec, composite=None, eps=1e-6):
         self.model, self.spec, self.eps = model, spec, eps
 

@@ -16,6 +16,8 @@ class _FullHeatmap(CondAttribution):
 
 @register_backend("zennit")
 class ZennitBackend:
+    sees_forward_hooks = True  # zennit's rules are autograd hooks on the model's own forward pass
+
     def __init__(self, model, spec, composite=None):
         self.model, self.spec = model, spec
         self.composite_name = composite or spec.composite

@@ -54,6 +54,15 @@ class PipelineConfig(BaseConfig):
         config._source_file = self._source_file
         return config
 
+    def check_steps(self):
+        """Validate every step's section now (the checkpoint is not known yet: a placeholder), so a
+        section a later step would refuse, e.g. a correction the model family cannot run, stops the
+        pipeline before its first step instead of after the training."""
+        placeholder = "<the trained model>"
+        self.training_config()
+        self.audit_config(placeholder)
+        self.mitigation_configs(placeholder)
+
     def training_config(self) -> TrainingConfig:
         return self.step_config(TrainingConfig, "training", self.training, self.config_name)
 
@@ -67,6 +76,8 @@ class PipelineConfig(BaseConfig):
         configs = []
         for i, run in enumerate(self.mitigation):
             settings = {**self.mitigation_common, **run}
+            if "loss" in self.training:  # a correction fine-tunes on the task loss the model was trained with
+                settings.setdefault("loss", self.training["loss"])
             if settings.get("source_masks") == "localization" and "localization_dir" not in settings:
                 settings["localization_dir"] = localization_dir
             # secrets are not settings: a new API key must not start new corrections

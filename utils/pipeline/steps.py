@@ -60,6 +60,7 @@ def _data_inputs(ctx):
 
 @pipeline_step("data", title="Data set", inputs=_data_inputs)
 def data_step(ctx):
+    from utils.labels import class_rates
     from utils.pipeline.figures import example_grid
 
     data = splits(ctx)
@@ -68,10 +69,9 @@ def data_step(ctx):
         counts = split.class_counts()
         rows.append({"split": name, "samples": len(split), **{c: int(n) for c, n in zip(data.class_names, counts)}})
         for artifact in split.artifact_names:
-            has = split.artifact_labels(artifact)
-            rates.append({"split": name, "artifact": artifact, **{
-                f"rate in {c}": float(has[split.labels == k].mean()) if (split.labels == k).any() else float("nan")
-                for k, c in enumerate(data.class_names)}})
+            per_class = class_rates(split.labels, split.artifact_labels(artifact), data.n_classes, empty=float("nan"))
+            rates.append({"split": name, "artifact": artifact,
+                          **{f"rate in {c}": float(p) for c, p in zip(data.class_names, per_class)}})
     figure = example_grid(data.train, ctx.root / "figures" / "data_examples.png")
     text = [f"Data set '{ctx.config.dataset_name}' with classes {', '.join(data.class_names)}."]
     return {"text": text, "tables": {"Samples per class": rows, "Artifact rates per class": rates},

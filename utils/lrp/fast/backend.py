@@ -38,6 +38,8 @@ class FastBackend:
     :meth:`differentiable_heatmap` can normalise with other statistics.
     """
 
+    sees_forward_hooks = False  # it replays its own graph of the layers, not the model's forward pass
+
     def __init__(self, model, spec, composite=None):
         self.model, self.spec = model, spec
         self.composite_name = composite or spec.composite
