@@ -4,7 +4,6 @@ They are built from the same layer types as the large families (torchvision's ``
 VGG-style ``features``/``classifier``), so they take exactly the same LRP and hook code paths.
 """
 from torch import nn
-from torchvision.models.resnet import BasicBlock
 
 from models.registry import register_model
 
@@ -33,6 +32,8 @@ class TinyResNet(nn.Module):
     """A three-stage ResNet made of torchvision ``BasicBlock``s (16, 32, 64 channels)."""
 
     def __init__(self, n_classes, in_channels=3, widths=(16, 32, 64)):
+        from torchvision.models.resnet import BasicBlock  # imported when needed: it takes seconds
+
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])

@@ -7,7 +7,6 @@ import torch
 from zennit.canonizers import AttributeCanonizer, SequentialMergeBatchNorm
 from zennit.composites import EpsilonAlpha2Beta1Flat, EpsilonPlus, EpsilonPlusFlat
 from zennit.layer import Sum
-from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
 from utils.errors import UserError
 
@@ -35,9 +34,20 @@ class ExplicitResidualCanonizer(AttributeCanonizer):
         return self.act(self.canonizer_sum(torch.stack([self.shortcut(x), self.branch(x)], dim=-1)))
 
 
+def _torchvision_canonizer(name):
+    """zennit's canonizer ``name`` for torchvision models, imported when one is made (zennit.torchvision
+    imports torchvision, which takes seconds)."""
+    def make():
+        import zennit.torchvision
+
+        return [getattr(zennit.torchvision, name)()]
+
+    return make
+
+
 CANONIZERS = {
-    "vgg": lambda: [VGGCanonizer()],
-    "resnet": lambda: [ResNetCanonizer()],
+    "vgg": _torchvision_canonizer("VGGCanonizer"),
+    "resnet": _torchvision_canonizer("ResNetCanonizer"),
     "merge_batchnorm": lambda: [SequentialMergeBatchNorm()],
     # BatchNorm merged into the preceding conv of every Sequential, then the residual sum split
     "xresnet1d": lambda: [SequentialMergeBatchNorm(), ExplicitResidualCanonizer()],

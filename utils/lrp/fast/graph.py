@@ -11,20 +11,16 @@ Three registries, all keyed by the exact module type (a subclass may compute som
 A model that contains a module type in none of them is not supported (the caller falls back to
 zennit). New architectures are added with :func:`register_family` / :func:`register_block`.
 """
+import functools
 from dataclasses import dataclass
 
 from torch import nn
-from torchvision.models import VGG, ResNet
-from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from models.tiny import TinyResNet, TinyVGG
 from utils.lrp.fast import rules
 from utils.lrp.fast.nodes import Residual, Sequence, Unsupported
 
 FAMILIES = {
-    VGG: ("features", "avgpool", nn.Flatten(), "classifier"),
-    ResNet: ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool",
-             nn.Flatten(), "fc"),
     TinyVGG: ("features", "avgpool", "classifier"),
     TinyResNet: ("conv1", "bn1", "relu", "layer1", "layer2", "layer3", "avgpool", nn.Flatten(), "fc"),
 }
@@ -46,10 +42,22 @@ class Block:
     post: tuple  # children applied to the sum
 
 
-BLOCKS = {
-    BasicBlock: Block(("conv1", "bn1", "relu", "conv2", "bn2"), "downsample", ("relu",)),
-    Bottleneck: Block(("conv1", "bn1", "relu", "conv2", "bn2", "relu", "conv3", "bn3"), "downsample", ("relu",)),
-}
+BLOCKS = {}
+
+
+@functools.cache
+def _describe_torchvision():
+    """torchvision's VGG, ResNet and their blocks. Described when a model uses torchvision modules (it
+    is imported then anyway), so a process with other models never pays seconds for importing it."""
+    from torchvision.models import VGG, ResNet
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    FAMILIES[VGG] = ("features", "avgpool", nn.Flatten(), "classifier")
+    FAMILIES[ResNet] = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool",
+                        nn.Flatten(), "fc")
+    BLOCKS[BasicBlock] = Block(("conv1", "bn1", "relu", "conv2", "bn2"), "downsample", ("relu",))
+    BLOCKS[Bottleneck] = Block(("conv1", "bn1", "relu", "conv2", "bn2", "relu", "conv3", "bn3"), "downsample",
+                               ("relu",))
 
 # Blocks opting into utils.lrp.composites' explicit-residual protocol compute act(branch + shortcut)
 EXPLICIT_RESIDUAL = Block(("branch",), "shortcut", ("act",))
@@ -106,6 +114,8 @@ def build_graph(model, composite, canonizer):
     hooked = find_hook(model)
     if hooked:
         raise Unsupported(hooked)
+    if any(type(module).__module__.startswith("torchvision.") for module in model.modules()):
+        _describe_torchvision()
     return _Builder(model, composite, canonizer).build()
 
 
