@@ -368,7 +368,6 @@ def main(argv=None):
                 shutil.rmtree(root / model, ignore_errors=True)
     record = provenance()
     rows = table_rows(results, args.gpu_column, args.method_options)
-    gpu = f"{args.gpu_speedup:g}x, {args.gpu_speedup_source}"
     report = {"settings": {"dataset": DATASET, "artifact": ARTIFACT, "img_size": args.img_size,
                            "n_images": args.n_images, "batch_size": args.batch_size, "heatmap_size": args.heatmap_size,
                            "methods": args.methods, "method_options": args.method_options, "device": "cpu"},
@@ -376,14 +375,28 @@ def main(argv=None):
               "gpu_speedup_source": args.gpu_speedup_source, "cpu_model": cpu_model(),
               "provenance": record, "models": results, "rows": rows}
     write_json(output, report)
-    note = (f"ISIC 2019 = {ISIC2019_IMAGES:,} images; 1 GPU = this machine's hours / {gpu}. "
-            f"{args.n_images} images of {DATASET} at {args.img_size} px, untrained models, CPU {cpu_model()}.")
-    write_text(output.with_suffix(".md"), markdown_table(rows, columns(args.gpu_column)) + f"\n\n{note}\n\n"
-               + stamp(record, "one run") + "\n")
+    write_text(output.with_suffix(".md"), markdown(report) + "\n")
     print("\n" + format_table(rows, columns(args.gpu_column)))
-    print(note)
+    print(note(report))
     print(f"outputs: {output}")
     return report
+
+
+def note(report):
+    """What the table's columns mean and what was measured."""
+    settings = report["settings"]
+    return (f"ISIC 2019 = {report['isic2019_images']:,} images; 1 GPU = this machine's hours / "
+            f"{report['gpu_speedup']:g}x, {report['gpu_speedup_source']}. {settings['n_images']} images of "
+            f"{settings['dataset']} at {settings['img_size']} px, batches of {settings['batch_size']}, untrained "
+            f"models, CPU {report['cpu_model']}.")
+
+
+def markdown(report):
+    """The table, its note and the run's stamp, from a written report (the README block of
+    ``experiments.readme_numbers``)."""
+    gpu_column = next(key for key in report["rows"][0] if key.startswith("ISIC 2019 h (1 GPU"))
+    return (markdown_table(report["rows"], columns(gpu_column)) + f"\n\n{note(report)}\n\n"
+            + stamp(report["provenance"], "one run"))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,11 @@ def test_tiny_run_writes_per_image_times_store_sizes_and_extrapolations(tmp_path
     table = capsys.readouterr().out
     assert "ASSUMED 30x" in table and "RRR: 1 epoch" in table
     assert "ISIC 2019" in output.with_suffix(".md").read_text()
+    # the README block is the written table, from the JSON alone
+    from experiments.readme_numbers import scale_blocks
+
+    block = scale_blocks(output)["scale_estimate"]
+    assert block == output.with_suffix(".md").read_text().strip() and "| tiny_vgg | preprocessing |" in block
 
 
 @pytest.mark.parametrize("argv,message", [
