@@ -1,4 +1,4 @@
-"""RRR (Right for the Right Reasons, Ross et al. 2017): penalise input gradients inside the artifact.
+"""RRR (Right for the Right Reasons, Ross et al. 2017): penalise the explanation inside the artifact.
 
 ``L = CE + lamb * mean over samples with a mask of penalty(E(x), M)`` with the explanation ``E``
 (``rrr_explanation``):
@@ -8,18 +8,13 @@
 * ``lrp`` (**ours**, in the spirit of "Right for Better Reasons"): the differentiable epsilon-LRP
   heatmap of the true class's logit (``epsilon`` and ``input_rule`` as for ISNet), from the same
   forward as the training loss. It penalises relevance instead of a gradient that need not follow
-  it (see the caveat below). Measured on the demo model (all layers trainable, ``share``,
-  lambda 1): attacked test accuracy 0.706 -> 0.824 at clean 0.882 -> 0.866; but the artifact
-  relevance of the evaluation's composite (z+ on convolutions) does not fall (0.328 -> 0.340):
-  lowering epsilon-LRP relevance on the artifact does not lower z+ relevance there.
+  it (see the caveat below). Lowering epsilon-LRP relevance on the artifact need not lower the
+  relevance the evaluation measures there, which uses z+ on the convolutions.
 * ``lrp_composite`` (**ours**): the heatmap of the true class under the model's own LRP composite,
   the one every step of the audit explains with (z+ on the convolutions of the VGG/ResNet
   families), computed by the closed-form fast backend through autograd, with the training batch's
   BatchNorm statistics. With ``positive_share`` the penalty is exactly the evaluation's artifact
-  relevance (before the mask's dilation). Measured on the demo model (all layers trainable): lambda
-  1 lowers the artifact relevance 0.328 -> 0.177 at unchanged clean accuracy (attacked 0.706 ->
-  0.750); lambda 2 to 0.094, below the region's floor without a band-aid (0.120), with attacked
-  0.854 at clean 0.894; lambda 3 and 10 also reach ~0.095 but lose 9-15 points of clean accuracy.
+  relevance (before the mask's dilation), so the loss lowers the quantity that is reported.
 
 Both LRP explanations need heatmaps that can be trained through: for a family without them (vision
 transformers, :func:`utils.lrp.differentiable.unsupported_reason`) the config is refused in one line.
@@ -36,14 +31,13 @@ and the penalty:
 Why ``share``: the squared penalty can be met without moving the model's attention. Shrinking the
 gradient everywhere (smaller logits, less confident predictions: for two classes
 ``grad sum_k log p_k = (1 - 2 p_0) grad (f_0 - f_1)`` vanishes at ``p_0 = 1/2``) lowers it as much as
-ignoring the artifact does. On the demo model, ``squared`` at lambda 100 cut the penalty 33-fold
-(below a model never shown a band-aid) while the gradient share inside the mask only went from
-0.24 to 0.17 (a model trained without band-aids: 0.07). The share is invariant to both escapes:
-it only falls when the input gradient moves off the artifact. Measured caveat: on the demo model
-``share`` (lambda 10, all layers trainable) drove the gradient share to 0.08, the no-band-aid
-model's level, yet the z+ LRP artifact relevance rose (0.33 to 0.38) and attacked accuracy did not
-recover: the input gradient is not a faithful account of what the model uses, so a low gradient
-share does not imply a model that ignores the artifact.
+ignoring the artifact does. The share is invariant to both escapes: it only falls when the input
+gradient moves off the artifact. Caveat: the input gradient is not a faithful account of what the
+model uses, so a low gradient share does not imply a model that ignores the artifact (z+ relevance,
+which ignores the cancellation by negative weights that the gradient reflects, can stay on it).
+
+Measured effects of each explanation and penalty on the demo model:
+``experiments/mitigation_experiments/README.md``, "Measured notes on RRR's explanations and penalties".
 
 For multi-hot labels both LRP explanations explain the sum of the logits of a sample's positive
 labels, or the biased class where it has none (one convention for every step: :mod:`utils.labels`).

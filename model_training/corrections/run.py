@@ -72,11 +72,10 @@ def batchnorm_kept_in_eval(config, model, from_scratch=False):
     ``auto`` keeps them fixed whenever a trained model is fine-tuned (every method; a model trained
     from scratch must learn them): the network that is trained is then the one that is evaluated. With
     training-mode BatchNorm a heatmap loss moves the batch statistics faster than the running ones
-    follow, and the eval-mode network falls behind the trained one (measured on the demo with RRR,
-    lambda 1, epoch 3: validation accuracy 0.764 with the running statistics, 0.866 with statistics
-    recomputed for the same weights; with frozen statistics, training and validation accuracy agree:
-    0.892 / 0.892). Heatmap losses in training mode are still differentiated exactly, through the
-    batch statistics (:mod:`utils.lrp.differentiable`).
+    follow, and the eval-mode network falls behind the trained one; with frozen statistics training
+    and validation accuracy agree (measurements: experiments/mitigation_experiments/README.md, "Why
+    RRR and ISNet collapsed, and what changed"). Heatmap losses in training mode are still
+    differentiated exactly, through the batch statistics (:mod:`utils.lrp.differentiable`).
     """
     mode = config.batchnorm_statistics
     if mode == "auto":

@@ -91,7 +91,7 @@ def test_band_aid_localization(configs):
     summary = eval_localization_quantitatively.main(["--config_file", str(configs["localization"])])
     assert summary["n"] >= 40
 
-    # the mask clean-up of the committed settings beats METHODS' plain blur + Otsu on the same heatmaps
+    # the mask clean-up of the committed settings beats the published plain blur + Otsu on the same heatmaps
     config = load_config(configs["localization"], AuditConfig)
     folder = step_dir(config, "localization", create=False) / "band_aid"
     heatmaps, masks = load_localized_heatmaps(folder), load_localized_masks(folder)

@@ -11,6 +11,8 @@ rare, and an unweighted fit would be pulled towards the majority (clean) class.
 Note on ``signal`` and ``mean``: for a binary label, ``cov(x, y) / var(y)`` equals the difference of
 the class means exactly, so both give the same direction. Both are kept because the published
 work names both, and the equality is a useful invariant test.
+
+Each method's formula: experiments/sample_retrieval/README.md, "How it is computed".
 """
 from dataclasses import dataclass, field
 
@@ -20,7 +22,8 @@ from utils.errors import UserError
 
 _CAV_METHODS = {}
 
-# C grid of the linear SVM, chosen by cross-validation (METHODS.md section 3)
+# C grid of the linear SVM, one value chosen by cross-validation
+# (experiments/sample_retrieval/README.md, "How it is computed")
 SVM_C_GRID = tuple(10.0 ** k for k in range(-5, 5))
 
 

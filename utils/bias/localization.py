@@ -1,6 +1,6 @@
 """Artifact localization: CAV-conditioned LRP heatmaps, binary masks, and their evaluation.
 
-Heatmap (METHODS.md section 4): start the LRP backward pass at layer ``l`` with
+Heatmap: start the LRP backward pass at layer ``l`` with
 ``R_l = max(0, ReLU(a_l(x)) * v)`` (``v`` the CAV, broadcast over space or tokens), propagate to
 the input with the model's rules, sum over input channels and clamp at 0. Optional rules restrict
 ``R_l`` to positions whose projection ``<ReLU(a_l(x, p)), v>`` passes a gate (``position_gated``),
@@ -12,6 +12,9 @@ the peaks), Gaussian blur (kernel 7, sigma 8 at 224 px, scaled with the input si
 from a registry (``otsu``, ``percentile``, ``relative``), then optional clean-up
 (:func:`refine_mask`): a morphological closing, hole filling, keeping the connected component with
 the most relevance. Images give (H, W) masks, signals (T,) time masks.
+
+The formulas, defaults and the reasons for the optional rules: experiments/localization/README.md,
+"How it is computed".
 
 Output layout read by mitigation (keep it stable)::
 
@@ -50,7 +53,7 @@ def register_initial_relevance(name):
 
 @register_initial_relevance("channelwise")
 def _channelwise(activation, v, axis, threshold=0.0):
-    """METHODS.md: ``max(0, ReLU(a) * v)``; every channel with a positive CAV weight contributes."""
+    """The published rule: ``max(0, ReLU(a) * v)``; every channel with a positive CAV weight contributes."""
     return (activation.clamp(min=0) * v).clamp(min=0)
 
 

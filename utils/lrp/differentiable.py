@@ -23,8 +23,9 @@ samples of the batch), and the running statistics are not updated twice. In the 
 the batch statistics: training-mode BatchNorm is invariant to shifting or rescaling its input
 channel, so a heatmap loss that held the statistics fixed would push the parameters along exactly
 those directions, where the cross-entropy never pushes back, until the running statistics lag far
-behind and the eval-mode network collapses (observed with RRR and ISNet: training accuracy 0.88,
-validation accuracy 0.54 after one epoch; with the statistics in the graph, 0.85).
+behind and the eval-mode network collapses while the training-mode one looks fine (the
+measurements: experiments/mitigation_experiments/README.md, "Why RRR and ISNet collapsed, and what
+changed").
 
 One forward serves the heatmaps and the training loss (``forward(x, training=True)``): outside
 :meth:`DifferentiableLRP.relevance` the ReLUs and BatchNorms back-propagate their true gradients, so
