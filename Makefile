@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_CONFIG ?= config_files/pipeline/synth_derm.yaml
 
-.PHONY: demo test install clean-outputs
+.PHONY: demo test test-fast install clean-outputs
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# the quick loop while editing: leaves out the tests marked slow (each over about 20 s)
+test-fast: $(STAMP)
+	$(PY) -m pytest -q tests -m "not slow"
 
 clean-outputs:
 	rm -rf outputs

@@ -12,6 +12,7 @@ from datasets.base import DataSplits
 from datasets.pasted_artifacts import with_pasted_subsets
 from datasets.with_artifacts import ArtifactDataset
 from utils.errors import UserError
+from utils.registry import Registry
 
 ATTACKED_SUFFIX = "_attacked"
 
@@ -27,29 +28,28 @@ class DatasetEntry:
     attackable: bool = True
 
 
-_DATASETS: dict[str, DatasetEntry] = {}
+DATASETS = Registry("dataset")
 
 
 def register_dataset(name, modality="image", default_artifacts=None, attacked_default=None, attackable=True):
     def decorate(builder):
-        _DATASETS[name] = DatasetEntry(name, builder, modality, default_artifacts or {},
-                                       attacked_default or {}, attackable)
+        DATASETS.register(name, DatasetEntry(name, builder, modality, default_artifacts or {},
+                                             attacked_default or {}, attackable))
         return builder
 
     return decorate
 
 
 def list_datasets():
-    names = set(_DATASETS)
-    names |= {n + ATTACKED_SUFFIX for n, e in _DATASETS.items() if e.attackable}
+    names = set(DATASETS)
+    names |= {n + ATTACKED_SUFFIX for n, e in DATASETS.items() if e.attackable}
     return sorted(names)
 
 
 def get_dataset_entry(name) -> DatasetEntry:
-    base = name.removesuffix(ATTACKED_SUFFIX)
-    if name not in list_datasets():
-        raise UserError(f"unknown dataset '{name}'; valid names: {', '.join(list_datasets())}")
-    return _DATASETS[base]
+    if name not in list_datasets():  # <name>_attacked of every attackable data set too
+        raise UserError(DATASETS.unknown(name, valid=list_datasets()))
+    return DATASETS.get(name.removesuffix(ATTACKED_SUFFIX))
 
 
 def get_dataset(name, img_size=64, seed=0, data_paths=(), artifacts=None, artifact_type=None,

@@ -7,7 +7,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
-from utils.errors import UserError
+from utils.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,30 @@ class ModelSpec:
     def default_layer(self) -> str:
         return self.default or self.layer_names[-1]
 
+    @property
+    def explanation(self) -> "ExplanationFamily":
+        return EXPLANATION_FAMILIES.get(self.composite, ExplanationFamily())
 
-_MODELS: dict[str, ModelSpec] = {}
+
+@dataclass(frozen=True)
+class ExplanationFamily:
+    """How models of a family are explained, read by every decision that depends on the family: which
+    attribution backends ``backend='auto'`` tries (in order), where the channels of the inspectable
+    layer outputs are (:mod:`utils.layout`), and whether heatmaps can be trained through (ISNet, RRR
+    with LRP explanations; if not, why, for a one-line refusal)."""
+    backends: tuple[str, ...] = ("fast", "zennit")
+    channel_axis: int = 1  # (N, C, ...) layer outputs; -1: tokens (N, T, D)
+    not_differentiable: str | None = None
+
+
+# keyed by the spec's LRP composite; conv and signal nets use the default row
+EXPLANATION_FAMILIES = {
+    "vit_conservative": ExplanationFamily(backends=("conservative",), channel_axis=-1,
+                                          not_differentiable="no differentiable LRP for transformer attention"),
+}
+
+
+MODELS = Registry("model")
 
 
 def register_model(name, *, layer_names, composite="epsilon_plus_flat", canonizer=None,
@@ -41,20 +63,17 @@ def register_model(name, *, layer_names, composite="epsilon_plus_flat", canonize
     returning it)."""
 
     def decorate(builder):
-        if name in _MODELS:
-            raise ValueError(f"model {name!r} registered twice")
         layers = layer_names if callable(layer_names) else tuple(layer_names)
-        _MODELS[name] = ModelSpec(name, builder, layers, composite, canonizer, modality, default_layer, tuple(tags))
+        MODELS.register(name, ModelSpec(name, builder, layers, composite, canonizer, modality, default_layer,
+                                        tuple(tags)))
         return builder
 
     return decorate
 
 
 def list_models():
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def get_model_spec(name) -> ModelSpec:
-    if name not in _MODELS:
-        raise UserError(f"unknown model '{name}'; valid names: {', '.join(list_models())}")
-    return _MODELS[name]
+    return MODELS.get(name)

@@ -3,19 +3,17 @@
 Conv nets give (N, C, H, W), signal nets (N, C, T): channels second. Transformer blocks give
 tokens (N, T, D): channels last. Preprocessing, CAV fitting, P-ClArC / RR-ClArC, TCAV and
 localization all pool, project and broadcast through these helpers, so a CAV fitted in one step
-has the same C entries as the features of every other step. Which layout a model has is data
-keyed by its spec's LRP composite, not a branch at each call site.
+has the same C entries as the features of every other step. Which layout a model has is data of
+its family (``ModelSpec.explanation``), not a branch at each call site.
 
 Only torch is imported here: preprocessing, the corrections and the evaluation all import it.
 """
 import torch
 
-_CHANNEL_AXIS_BY_COMPOSITE = {"vit_conservative": -1}
-
 
 def channel_axis(spec) -> int:
     """Axis of the channels (neurons) in the inspectable layer outputs of models like ``spec``."""
-    return _CHANNEL_AXIS_BY_COMPOSITE.get(spec.composite, 1)
+    return spec.explanation.channel_axis
 
 
 def channels_second(tensor, axis=1) -> torch.Tensor:

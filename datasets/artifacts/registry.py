@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from utils.errors import UserError
+from utils.registry import Registry
 
-ARTIFACTS = {}
+ARTIFACTS = Registry("artifact")
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,7 @@ def register_artifact(name, modality="image"):
 
     def decorate(draw):
         draw.modality = modality
-        ARTIFACTS[name] = draw
-        return draw
+        return ARTIFACTS.register(name)(draw)
 
     return decorate
 
@@ -49,7 +49,7 @@ def list_artifacts(modality=None):
 def get_artifact(name, modality=None):
     """The inserter ``name``; with ``modality``, refuse an inserter made for another modality."""
     if name not in ARTIFACTS:
-        raise UserError(f"unknown artifact '{name}'; valid names: {', '.join(list_artifacts(modality))}")
+        raise UserError(ARTIFACTS.unknown(name, valid=list_artifacts(modality)))
     draw = ARTIFACTS[name]
     if modality is not None and draw.modality != modality:
         raise UserError(f"artifact '{name}' is for {draw.modality} data, not {modality} data; valid names: "

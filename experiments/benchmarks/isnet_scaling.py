@@ -27,7 +27,7 @@ VARIANTS = ("plain", "original", "selective", "stochastic")
 
 
 def make_step(variant, model, n_classes, in_channels, input_rule="zb"):
-    """A closure performing one training step on a given batch."""
+    """A closure performing one training step on a given batch; it returns the step's loss (detached)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
     criterion = nn.CrossEntropyLoss()
     isnet = None
@@ -47,6 +47,7 @@ def make_step(variant, model, n_classes, in_channels, input_rule="zb"):
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        return loss.detach()
 
     return step
 

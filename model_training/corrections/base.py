@@ -22,32 +22,28 @@ import torch
 
 from utils.errors import UserError
 from utils.labels import biased_class_index, is_multi_hot
+from utils.registry import Registry
 
-_CORRECTIONS = {}
+CORRECTIONS = Registry("correction method")
 
 
 def register_correction(name):
     """Decorator: register a :class:`Correction` subclass under the config's ``method`` name."""
 
     def decorate(cls):
-        if name in _CORRECTIONS:
-            raise ValueError(f"correction {name!r} registered twice")
         cls.name = name
-        _CORRECTIONS[name] = cls
-        return cls
+        return CORRECTIONS.register(name)(cls)
 
     return decorate
 
 
 def list_corrections():
-    return sorted(_CORRECTIONS)
+    return CORRECTIONS.names()
 
 
 def get_correction_method(name):
     """The registered correction class ``name``."""
-    if name not in _CORRECTIONS:
-        raise UserError(f"unknown correction method '{name}'; valid names: {', '.join(list_corrections())}")
-    return _CORRECTIONS[name]
+    return CORRECTIONS.get(name)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from conftest import TINY_DATA
 from datasets.base import BaseDataset, DataSplits
 from datasets.registry import get_dataset_from_config
 from experiments.localization import eval_localization_quantitatively, localize_artifacts
-from models.registry import _MODELS, register_model
+from models.registry import MODELS, register_model
 from utils.bias.localization import load_localized_masks
 from utils.bias.localize import evaluate_localization, localize
 from utils.bias.synthetic import write_synthetic_stores
@@ -132,7 +132,7 @@ class _Signals(BaseDataset):
 
 
 MODEL_1D = "test_bias_tiny_conv1d"
-if MODEL_1D not in _MODELS:
+if MODEL_1D not in MODELS:
     @register_model(MODEL_1D, layer_names=("3",), modality="signal", default_layer="3")
     def _tiny_conv1d(n_classes, img_size=None, in_channels=2):
         torch.manual_seed(0)

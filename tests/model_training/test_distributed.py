@@ -48,6 +48,7 @@ def _run_dir(tmp_path, name):
     return tmp_path / "outputs" / "training" / "synth_derm" / "tiny_vit" / name
 
 
+@pytest.mark.slow  # two torchrun launches, about half a minute
 def test_dead_rank_stops_the_run_and_resume_continues(write_config, tmp_path):
     config = write_config("crash", **{**DIST_CONFIG, "dataset_options": {"n_train": 512, "n_val": 16, "n_test": 16}},
                           num_epochs=6)
@@ -92,7 +93,7 @@ CORRECTION_ENTRY = "experiments.mitigation_experiments.start_model_correction"
 PREPROCESSING_ENTRY = "experiments.preprocessing.run_preprocessing"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module")  # its tests are marked slow: one torchrun launch of four steps
 def two_process_steps(tmp_path_factory):
     """Configs ``single_*`` (for references computed in the tests, in this process) and ``double_*``,
     the latter run by one 2-process torchrun launch: training, both corrections, preprocessing."""
@@ -122,6 +123,7 @@ def _launched(result):
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(two_process_steps):
     from model_training.trainer import run_training, training_dir
     from utils.config import TrainingConfig
@@ -140,6 +142,7 @@ def test_two_processes_match_one(two_process_steps):
         assert torch.allclose(value, b["model_state_dict"][key], atol=1e-5), key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(CORRECTIONS))
 def test_two_process_correction_matches_one(two_process_steps, method):
     from model_training.corrections.run import corrected_checkpoint_path, run_correction
@@ -161,6 +164,7 @@ def test_two_process_correction_matches_one(two_process_steps, method):
         assert torch.allclose(value, got["correction"]["state"][key], atol=1e-6), key
 
 
+@pytest.mark.slow
 def test_distributed_preprocessing_writes_the_single_process_file(two_process_steps):
     from utils.feature_store import FeatureStore, store_path
     from utils.preprocessing import preprocess

@@ -6,7 +6,11 @@ from utils.checkpoint import save_checkpoint
 from utils.errors import UserError
 
 
-@pytest.mark.parametrize("name", list_models())
+# the project's own models: test modules register more (while they are collected, in file order)
+PROJECT_MODELS = [name for name in list_models() if get_model_spec(name).builder.__module__.startswith("models.")]
+
+
+@pytest.mark.parametrize("name", PROJECT_MODELS)
 def test_every_model_builds_and_runs(name):
     size = 224 if name == "vit_b_16" else 32
     model = get_model(name, n_classes=3, img_size=size)
@@ -62,3 +66,15 @@ def test_corrupt_checkpoint_gives_clear_error(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="cannot read checkpoint"):
         get_model("tiny_vgg", 2, ckpt_path=tmp_path / "bad.pt")
+
+
+def test_the_project_registers_its_model_families():
+    assert {"tiny_vgg", "tiny_resnet", "tiny_vit", "tiny_cnn1d", "vgg16", "resnet50", "vit_b_16",
+            "xresnet1d50"} <= set(PROJECT_MODELS)
+
+
+def test_how_a_family_is_explained_is_one_row_of_its_spec():
+    conv, vit = get_model_spec("tiny_vgg").explanation, get_model_spec("tiny_vit").explanation
+    assert conv.backends == ("fast", "zennit") and conv.channel_axis == 1 and conv.not_differentiable is None
+    assert vit.backends == ("conservative",) and vit.channel_axis == -1 and "transformer" in vit.not_differentiable
+    assert get_model_spec("vit_b_16").explanation == vit

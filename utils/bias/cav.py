@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from utils.errors import UserError
+from utils.registry import Registry
 
-_CAV_METHODS = {}
+CAV_METHODS = Registry("CAV method")
 
 # C grid of the linear SVM, one value chosen by cross-validation
 # (experiments/sample_retrieval/README.md, "How it is computed")
@@ -67,16 +68,11 @@ class CAV:
 
 def register_cav_method(name):
     """Decorator: ``fit(X, y, sample_weight, **options) -> (weights (C,), intercept or None, info)``."""
-
-    def decorate(func):
-        _CAV_METHODS[name] = func
-        return func
-
-    return decorate
+    return CAV_METHODS.register(name)
 
 
 def list_cav_methods():
-    return sorted(_CAV_METHODS)
+    return CAV_METHODS.names()
 
 
 def fit_cav(features, labels, method="svm", **options) -> CAV:
@@ -85,8 +81,7 @@ def fit_cav(features, labels, method="svm", **options) -> CAV:
     Returns a :class:`CAV` whose direction is L2-normalised; the intercept is divided by the same
     norm so the score keeps its sign (and its decision boundary).
     """
-    if method not in _CAV_METHODS:
-        raise UserError(f"unknown CAV method '{method}'; valid: {', '.join(list_cav_methods())}")
+    fit = CAV_METHODS.get(method)
     X = _as_numpy(features)
     y = _as_numpy(labels).astype(bool).ravel()
     if X.ndim != 2 or len(X) != len(y):
@@ -96,7 +91,7 @@ def fit_cav(features, labels, method="svm", **options) -> CAV:
         raise UserError(f"a CAV needs samples with and without the artifact; got {n_pos} with, {n_neg} without")
     weight = np.where(y, 1.0 / n_pos, 1.0 / n_neg)
     weight = weight * len(y) / weight.sum()  # mean weight 1 keeps regularisation strengths comparable
-    w, intercept, info = _CAV_METHODS[method](X, y, weight, **options)
+    w, intercept, info = fit(X, y, weight, **options)
     w = np.asarray(w, dtype=np.float64).ravel()
     norm = float(np.linalg.norm(w))
     if not np.isfinite(norm) or norm == 0.0:

@@ -33,22 +33,18 @@ from scipy import ndimage
 from utils.errors import UserError
 from utils.io import atomic_path, read_json
 from utils.layout import along_channels
+from utils.registry import Registry
 
-_THRESHOLDS = {}
+THRESHOLDS = Registry("localization_threshold")
 
 
 # --- heatmaps -----------------------------------------------------------------------------------
-_INITS = {}
+INITIAL_RELEVANCE = Registry("localization_init")
 
 
 def register_initial_relevance(name):
     """Decorator: ``init(activation, v_shaped, channel_axis) -> initial relevance`` (same shape)."""
-
-    def decorate(func):
-        _INITS[name] = func
-        return func
-
-    return decorate
+    return INITIAL_RELEVANCE.register(name)
 
 
 @register_initial_relevance("channelwise")
@@ -132,12 +128,11 @@ def projection_quantile(attributor, batches, layer, direction, quantile, channel
 def cav_initial_relevance(direction, channel_axis=1, rule="channelwise", threshold=0.0):
     """``init_rel`` for the attributor: the registered ``rule`` with ``v`` along ``channel_axis``
     (``threshold``: the gate of the gated rules)."""
-    if rule not in _INITS:
-        raise UserError(f"unknown localization_init '{rule}'; valid: {', '.join(sorted(_INITS))}")
+    init = INITIAL_RELEVANCE.get(rule)
     v = torch.as_tensor(np.asarray(direction), dtype=torch.float32)
 
     def init_rel(activation):
-        return _INITS[rule](activation, along_channels(v, activation, channel_axis), channel_axis, threshold=threshold)
+        return init(activation, along_channels(v, activation, channel_axis), channel_axis, threshold=threshold)
 
     return init_rel
 
@@ -152,16 +147,11 @@ def cav_heatmaps(attributor, x, layer, direction, channel_axis=1, rule="channelw
 # --- masks --------------------------------------------------------------------------------------
 def register_threshold(name):
     """Decorator: ``threshold(values (flattened, >= 0), **options) -> float``."""
-
-    def decorate(func):
-        _THRESHOLDS[name] = func
-        return func
-
-    return decorate
+    return THRESHOLDS.register(name)
 
 
 def list_thresholds():
-    return sorted(_THRESHOLDS)
+    return THRESHOLDS.names()
 
 
 @register_threshold("otsu")
@@ -273,8 +263,7 @@ def heatmap_masks(heatmaps, threshold="otsu", kernel_224=7, sigma_224=8.0, power
     (positive, untransformed) relevance is kept. ``options`` go to the threshold
     (``percentile``, ``relative``).
     """
-    if threshold not in _THRESHOLDS:
-        raise UserError(f"unknown mask threshold '{threshold}'; valid: {', '.join(list_thresholds())}")
+    threshold_of = THRESHOLDS.get(threshold)
     if power <= 0:
         raise UserError(f"mask power must be > 0, got {power}")
     size = max(heatmaps.shape[1:])
@@ -287,7 +276,7 @@ def heatmap_masks(heatmaps, threshold="otsu", kernel_224=7, sigma_224=8.0, power
         if values.max() <= 0:
             continue  # no positive relevance: nothing to localize
         values = (values / values.max()).numpy()
-        mask = values > _THRESHOLDS[threshold](values, **options)
+        mask = values > threshold_of(values, **options)
         masks[i] = torch.from_numpy(refine_mask(mask, closing, fill_holes, components, positive[i].numpy()))
     return masks
 

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 import torch
 
 from utils.errors import UserError
+from utils.registry import Registry
 
-_BACKENDS = {}
+BACKENDS = Registry("lrp_backend")
 
 
 @dataclass
@@ -33,16 +34,11 @@ class Attribution:
     activations: dict = field(default_factory=dict)  # layer name -> its output
 
 
-def register_backend(name):
-    def decorate(cls):
-        _BACKENDS[name] = cls
-        return cls
-
-    return decorate
+register_backend = BACKENDS.register
 
 
 def list_backends():
-    return sorted(_BACKENDS)
+    return BACKENDS.names()
 
 
 def get_attributor(model, backend="auto", composite=None):
@@ -56,20 +52,19 @@ def get_attributor(model, backend="auto", composite=None):
     spec = get_model_spec(getattr(model, "model_name", None) or _unknown(model))
     if backend == "auto":
         backend = auto_backend_name(model, composite, warn=True)
-    if backend not in _BACKENDS:
-        raise UserError(f"unknown lrp_backend '{backend}'; valid names: {', '.join(list_backends())}")
-    return _BACKENDS[backend](model, spec, composite=composite)
+    return BACKENDS.get(backend)(model, spec, composite=composite)
 
 
 def auto_backend_name(model, composite=None, warn=False):
-    """The backend ``backend='auto'`` picks for ``model``: conservative propagation for transformers,
-    otherwise the fastest registered backend that supports the model (``warn``: say why one was skipped)."""
+    """The backend ``backend='auto'`` picks for ``model``: the first of its family's backends
+    (``ModelSpec.explanation``: conservative propagation for transformers, else fast, then zennit)
+    that supports the model (``warn``: say why one was skipped)."""
     from models import get_model_spec
 
     spec = get_model_spec(getattr(model, "model_name", None) or _unknown(model))
-    candidates = ["conservative"] if spec.composite == "vit_conservative" else ["fast", "zennit"]
+    candidates = list(spec.explanation.backends)
     wanted = dataclasses.replace(spec, composite=composite) if composite else spec
-    chosen = next(name for name in candidates if name in _BACKENDS and _BACKENDS[name].supports(model, wanted))
+    chosen = next(name for name in candidates if name in BACKENDS and BACKENDS[name].supports(model, wanted))
     if warn:
         _warn_fallback(candidates[:candidates.index(chosen)], chosen, model, wanted)
     return chosen
@@ -78,13 +73,13 @@ def auto_backend_name(model, composite=None, warn=False):
 def sees_forward_hooks(backend_name):
     """Whether a backend propagates through the model's own forward pass (autograd), so a forward hook
     that edits activations (P-ClArC's projection) is part of what it explains."""
-    return getattr(_BACKENDS.get(backend_name), "sees_forward_hooks", False)
+    return getattr(BACKENDS.find(backend_name), "sees_forward_hooks", False)
 
 
 def _warn_fallback(skipped, chosen, model, spec):
     """One line per preferred backend that was skipped, saying why (e.g. a module type)."""
     for name in skipped:
-        reason = getattr(_BACKENDS.get(name), "unsupported_reason", None)
+        reason = getattr(BACKENDS.find(name), "unsupported_reason", None)
         if reason is not None:
             warnings.warn(f"LRP backend '{name}' cannot explain this model ({reason(model, spec)}); "
                           f"using '{chosen}'", stacklevel=3)

@@ -45,15 +45,11 @@ from utils.errors import UserError
 _AFFINE = (nn.Conv1d, nn.Conv2d, nn.Linear)
 _BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d)
 
-# Model families this module cannot explain, keyed by their spec's LRP composite (as every other
-# property of how a family is explained): what stands in the way, for a one-line refusal up front.
-_UNSUPPORTED_COMPOSITES = {"vit_conservative": "no differentiable LRP for transformer attention"}
-
-
 def unsupported_reason(spec):
     """``None`` if heatmaps of models like ``spec`` can be trained through (this module's epsilon-LRP,
-    or the fast backend's composite), else a short description of the obstacle."""
-    return _UNSUPPORTED_COMPOSITES.get(spec.composite)
+    or the fast backend's composite), else a short description of the obstacle (the family's
+    ``ModelSpec.explanation``), for a one-line refusal up front."""
+    return spec.explanation.not_differentiable
 
 
 def stabilize(value, eps):

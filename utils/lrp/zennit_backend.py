@@ -24,7 +24,7 @@ class ZennitBackend:
 
     @staticmethod
     def supports(model, spec):
-        return spec.composite != "vit_conservative"
+        return "zennit" in spec.explanation.backends
 
     def attribute(self, x, targets=None, record_layers=(), conditions=None, start_layer=None, init_rel=None):
         conditions = conditions_from(targets, conditions, n=len(x))

@@ -25,6 +25,7 @@ from utils.errors import UserError
 from utils.identity import changed, identities
 from utils.io import read_json, write_json
 from utils.provenance import provenance
+from utils.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,12 @@ class Step:
     title: str = ""
 
 
-STEPS: dict[str, Step] = {}
+STEPS = Registry("pipeline step")  # in the order the steps run (their registration order)
 
 
 def pipeline_step(name, depends=(), inputs=lambda ctx: {}, title=""):
     def decorate(run):
-        STEPS[name] = Step(name, run, inputs, tuple(depends), title or name)
+        STEPS.register(name, Step(name, run, inputs, tuple(depends), title or name))
         return run
 
     return decorate

@@ -7,26 +7,21 @@ import numpy as np
 from sklearn.cluster import DBSCAN, HDBSCAN, AgglomerativeClustering, KMeans
 from sklearn.neighbors import NearestNeighbors
 
-_CLUSTERINGS = {}
+from utils.registry import Registry
 
-
-def register_clustering(name):
-    def decorate(func):
-        _CLUSTERINGS[name] = func
-        return func
-
-    return decorate
+CLUSTERINGS = Registry("clustering")
+register_clustering = CLUSTERINGS.register
 
 
 def list_clusterings():
-    return sorted(_CLUSTERINGS)
+    return CLUSTERINGS.names()
 
 
 def run_clusterings(embedding, names, config):
     """``{clustering name: labels}`` for every method in ``names``."""
     result = {}
     for name in names:
-        result.update(_CLUSTERINGS[name](embedding, config))
+        result.update(CLUSTERINGS.get(name)(embedding, config))
     return result
 
 

@@ -18,6 +18,7 @@ import torch
 from models import get_model_spec, layer_for_config
 from utils.errors import UserError
 from utils.layout import channel_axis
+from utils.registry import Registry
 from utils.reveal.activations import pooled_activations
 from utils.reveal.embedding import embed_2d
 from utils.reveal.outliers import cosine_distance_matrix, lof, ranking
@@ -25,7 +26,7 @@ from utils.reveal.results import ranked_neurons, write_result
 from utils.reveal.sams import optimise_sams
 from utils.reveal.store_views import class_mask, open_store
 
-_REFERENCES = {}
+REFERENCES = Registry("dora_reference")
 _CLASS_AGNOSTIC = set()  # reference kinds that do not depend on a class (no --class_id)
 
 
@@ -34,10 +35,9 @@ def register_reference(name, per_class=True):
     ignore the class (synthetic signals), so that a class given with them is refused."""
 
     def decorate(func):
-        _REFERENCES[name] = func
         if not per_class:
             _CLASS_AGNOSTIC.add(name)
-        return func
+        return REFERENCES.register(name)(func)
 
     return decorate
 
@@ -52,7 +52,7 @@ def check_class_id(config, class_id):
 
 
 def list_reference_kinds():
-    return sorted(_REFERENCES)
+    return REFERENCES.names()
 
 
 @dataclass
@@ -125,7 +125,7 @@ def _n_channels(model, layer, input_shape, axis, device):
 
 
 def reference_set(context) -> ReferenceSet:
-    return _REFERENCES[context.config.dora_reference](context)
+    return REFERENCES.get(context.config.dora_reference)(context)
 
 
 @dataclass

@@ -11,26 +11,21 @@ import scipy.sparse.linalg
 from sklearn.manifold import MDS, TSNE
 from sklearn.neighbors import kneighbors_graph
 
-_VIEWS = {}
+from utils.registry import Registry
 
-
-def register_embedding(name):
-    def decorate(func):
-        _VIEWS[name] = func
-        return func
-
-    return decorate
+EMBEDDINGS = Registry("2-D embedding")
+register_embedding = EMBEDDINGS.register
 
 
 def list_embeddings():
-    return sorted(_VIEWS)
+    return EMBEDDINGS.names()
 
 
 def embed_2d(data, method="tsne", precomputed=False, seed=0):
     """A 2-D view (n, 2) of ``data`` (features, or distances if ``precomputed``)."""
     if len(data) < 3:
         return np.zeros((len(data), 2))
-    return np.asarray(_VIEWS[method](np.asarray(data, dtype=np.float64), precomputed, seed))
+    return np.asarray(EMBEDDINGS.get(method)(np.asarray(data, dtype=np.float64), precomputed, seed))
 
 
 @register_embedding("tsne")

@@ -25,19 +25,13 @@ from sklearn.metrics import roc_auc_score
 
 from utils.errors import UserError
 from utils.paths import step_dir
+from utils.registry import Registry
 from utils.reveal.results import read_json
 from utils.reveal.store_views import open_store
 
 PURITY, COVERAGE, AUROC = 0.8, 0.5, 0.9
-_EVALUATORS = {}
-
-
-def register_evaluator(method):
-    def decorate(func):
-        _EVALUATORS[method] = func
-        return func
-
-    return decorate
+EVALUATORS = Registry("reveal evaluator")
+register_evaluator = EVALUATORS.register
 
 
 def artifact_labels(config, artifact):
@@ -174,8 +168,8 @@ def evaluate_reveal(config, artifact, top_k=5):
     if flags.all() or not flags.any():
         raise UserError(f"artifact '{artifact}' is in {'all' if flags.all() else 'none'} of the "
                         f"{config.reveal_split} samples; nothing to separate")
-    results = {method: func(config, flags, top_k) for method, func in _EVALUATORS.items()}
-    missing = [m for m in _EVALUATORS if not _method_files(config, m)]
+    results = {method: func(config, flags, top_k) for method, func in EVALUATORS.items()}
+    missing = [m for m in EVALUATORS if not _method_files(config, m)]
     return {"artifact": artifact, "split": config.reveal_split, "top_k": top_k,
             "thresholds": {"purity": PURITY, "coverage": COVERAGE, "auroc": AUROC},
             "missing": {m: f"no {m} results; run python -m {PRODUCERS.get(m, m)}" for m in missing},

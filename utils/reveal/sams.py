@@ -13,21 +13,15 @@ import torch
 import torch.nn.functional as F
 
 from utils.lrp.attribution import frozen_parameters
+from utils.registry import Registry
 from utils.reveal.activations import LayerTap, pool_activation
 
-_TRANSFORMS = {}
-
-
-def register_transform(name):
-    def decorate(func):
-        _TRANSFORMS[name] = func
-        return func
-
-    return decorate
+TRANSFORMS = Registry("SAMS transform")
+register_transform = TRANSFORMS.register
 
 
 def list_transforms():
-    return sorted(_TRANSFORMS)
+    return TRANSFORMS.names()
 
 
 @register_transform("jitter")
@@ -80,7 +74,7 @@ def optimise_sams(model, layer, neurons, input_shape, steps=48, lr=0.05, resolut
                 x = _to_input(param, input_shape)
                 if image:
                     for name in transforms:
-                        x = _TRANSFORMS[name](x, generator)
+                        x = TRANSFORMS.get(name)(x, generator)
                 tap.run(x)
                 pooled = pool_activation(tap.output, aggregation, axis)
                 objective = pooled[torch.arange(len(chunk)), chunk.to(pooled.device)].sum()

@@ -13,7 +13,7 @@ from torchvision.models import VGG
 from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.models.vgg import make_layers
 
-from models import get_model, get_model_spec, list_models, register_model
+from models import get_model, get_model_spec, register_model
 from models.tiny import TinyResNet
 from utils.lrp import get_attributor
 from utils.lrp.fast import FastBackend
@@ -143,17 +143,11 @@ def _small_xresnet1d(n_classes, img_size=None, in_channels=3):
     return XResNet1d(n_classes, in_channels, layers=(1, 1, 1, 1), widths=(4, 8, 8, 8), stem=(8, 8, 8))
 
 
-try:  # the ECG models and their canonizer may not be in this checkout yet
-    from utils.lrp.composites import CANONIZERS
-    import models.ecg  # noqa: F401
-    if "xresnet1d" in CANONIZERS:
-        register_model("test_small_xresnet1d", layer_names=("layer1", "layer2", "layer3", "layer4"),
-                       canonizer="xresnet1d", modality="signal")(_small_xresnet1d)
-except ImportError:
-    pass
+register_model("test_small_xresnet1d", layer_names=("layer1", "layer2", "layer3", "layer4"), canonizer="xresnet1d",
+               modality="signal")(_small_xresnet1d)
 
 
-@pytest.mark.parametrize("name", [n for n in ("tiny_cnn1d", "test_small_xresnet1d") if n in list_models()])
+@pytest.mark.parametrize("name", ["tiny_cnn1d", "test_small_xresnet1d"])
 def test_registered_signal_models_equal_zennit(name):
     model, x = _model(name), _input(name)
     reference, fast = _both(model, x, targets=[1, 3], record_layers=get_model_spec(name).layer_names)
