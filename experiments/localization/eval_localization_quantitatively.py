@@ -6,15 +6,9 @@ Uses the results of ``localize_artifacts`` for this config (runs it first if the
 Writes ``evaluation.json`` (means, medians, standard errors) and ``evaluation.csv`` (per sample)
 beside them.
 """
-import pandas as pd
-
-from experiments.localization.common import relocalize
 from experiments.sample_retrieval.common import add_artifact_argument, prepare
-from utils.bias.localize import evaluate_localization
-from utils.bias.retrieval import write_csv
+from utils.bias.steps import run_localization_evaluation
 from utils.cli import config_parser, main_entry
-from utils.io import write_json
-from utils.locks import folder_lock
 from utils.table import format_table
 
 
@@ -24,12 +18,7 @@ def main(argv=None):
     parser.add_argument("--relocalize", action="store_true", help="compute heatmaps and masks again first")
     args = parser.parse_args(argv)
     ctx = prepare(args, "localization")
-    with folder_lock(ctx.out_dir):
-        if args.relocalize or not (ctx.out_dir / "index.json").is_file():
-            relocalize(ctx)
-        rows, summary = evaluate_localization(ctx.config, ctx.splits, ctx.artifact, ctx.out_dir)
-        write_csv(ctx.out_dir / "evaluation.csv", pd.DataFrame(rows))
-        write_json(ctx.out_dir / "evaluation.json", summary)
+    summary = run_localization_evaluation(ctx, relocalize_first=args.relocalize)
     print(format_table([{k: summary[k] for k in ("artifact", "split", "layer", "n", "iou_mean", "iou_median",
                                                  "artifact_relevance_mean", "artifact_relevance_median")}]))
     print(f"outputs: {ctx.out_dir}")

@@ -6,10 +6,9 @@ Writes ``<output>/localization/<dataset>/<model>/<config>/<artifact>/``: ``masks
 (uint8 0/255; signals ``.npy``), ``heatmaps/<id>.npy``, ``index.json``, ``cav.json``,
 ``masks_overview.png``, ``config.yaml``.
 """
-from experiments.localization.common import relocalize
 from experiments.sample_retrieval.common import add_artifact_argument, prepare
+from utils.bias.steps import run_localization
 from utils.cli import config_parser, main_entry
-from utils.locks import folder_lock
 from utils.table import format_table
 
 
@@ -17,8 +16,7 @@ from utils.table import format_table
 def main(argv=None):
     parser = add_artifact_argument(config_parser(__doc__.splitlines()[0]))
     ctx = prepare(parser.parse_args(argv), "localization")
-    with folder_lock(ctx.out_dir):
-        index = relocalize(ctx)
+    index = run_localization(ctx)
     print(format_table([{"artifact": ctx.artifact, "layer": ctx.layer, "split": index["split"],
                          "samples": len(index["samples"]), "threshold": index["threshold"]}]))
     print(f"outputs: {ctx.out_dir}")

@@ -11,10 +11,8 @@ from that class only, ``dora_class<k>.json``; refused with ``sams``, which do no
 import argparse
 
 from utils.cli import main_entry
-from utils.locks import folder_lock
-from utils.config import AuditConfig, load_config, save_resolved_config
-from utils.paths import step_dir
-from utils.reveal.dora import cached_reference_set, run_dora
+from utils.config import AuditConfig, load_config
+from utils.reveal.steps import dora_step, outlier_neuron_rows
 from utils.table import format_table
 
 
@@ -28,21 +26,13 @@ def build_parser():
     return parser
 
 
-def outlier_rows(result, config, n):
-    return [{"rank": r + 1, "layer": o["layer"], "channel": o["channel"], "LOF": o["score"],
-             "LOF outlier": o["is_outlier"]} for r, o in enumerate(result.payload(config)["outlier_neurons"][:n])]
-
-
 @main_entry
 def main(argv=None):
     args = build_parser().parse_args(argv)
     config = load_config(args.config_file, AuditConfig)
-    with folder_lock(step_dir(config, "reveal")):  # one run per folder
-        save_resolved_config(config, step_dir(config, "reveal"))
-        references, cache = cached_reference_set(config, args.class_id, force=args.force_recompute)
-        result, path, _ = run_dora(config, args.class_id, references=references)
-        print(format_table(outlier_rows(result, config, config.n_outliers)))
-        print(f"neurons analysed: {len(result.channels)}  references: {cache}\njson: {path}")
+    result, path, cache = dora_step(config, args.class_id, args.force_recompute)
+    print(format_table(outlier_neuron_rows(result, config, config.n_outliers)))
+    print(f"neurons analysed: {len(result.channels)}  references: {cache}\njson: {path}")
 
 
 if __name__ == "__main__":

@@ -1,22 +1,8 @@
-"""What the retrieval and annotation entry points share: config, artifact, data, output folder."""
-from dataclasses import dataclass
-from pathlib import Path
-
-from datasets.registry import get_dataset_from_config
-from models import layer_for_config
+"""What the retrieval, annotation and localization entry points share: the ``--artifact`` option and
+the step context built from the command line (:func:`utils.bias.steps.prepare_step`)."""
+from utils.bias.steps import StepContext, prepare_step
 from utils.config.audit import AuditConfig
-from utils.config.loader import load_config, save_resolved_config
-from utils.errors import UserError
-from utils.paths import step_dir
-
-
-@dataclass
-class StepContext:
-    config: AuditConfig
-    artifact: str
-    layer: str
-    splits: object
-    out_dir: Path
+from utils.config.loader import load_config
 
 
 def add_artifact_argument(parser):
@@ -25,16 +11,5 @@ def add_artifact_argument(parser):
 
 
 def prepare(args, step) -> StepContext:
-    """Load the config, resolve artifact and layer, build the data, create ``<step dir>/<artifact>``."""
-    config = load_config(args.config_file, AuditConfig)
-    artifact = args.artifact or config.artifact
-    if not artifact:
-        raise UserError("no artifact given: pass --artifact or set 'artifact' in the config")
-    if not artifact.replace("_", "").replace("-", "").isalnum():
-        raise UserError(f"--artifact '{artifact}': use letters, digits, '_' or '-' only")
-    layer = layer_for_config(config)
-    splits = get_dataset_from_config(config)
-    out_dir = step_dir(config, step) / artifact
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_resolved_config(config, out_dir)
-    return StepContext(config, artifact, layer, splits, out_dir)
+    """Load the config of ``--config_file`` and prepare ``step`` for ``--artifact``."""
+    return prepare_step(load_config(args.config_file, AuditConfig), args.artifact, step)

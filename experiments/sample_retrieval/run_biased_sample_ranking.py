@@ -6,7 +6,8 @@ Outputs in ``<output>/sample_retrieval/<dataset>/<model>/<config>/<artifact>/``:
 ``scores_<features>.csv``, ``cav_<features>.json``, ``roc_pr.png``, ``top_ranked.png``, ``config.yaml``.
 """
 from experiments.sample_retrieval.common import add_artifact_argument, prepare
-from utils.bias.retrieval import results_rows, run_retrieval
+from utils.bias.retrieval import results_rows
+from utils.bias.steps import run_sample_ranking
 from utils.cli import config_parser, main_entry
 from utils.table import format_table
 
@@ -15,7 +16,7 @@ from utils.table import format_table
 def main(argv=None):
     parser = add_artifact_argument(config_parser(__doc__.splitlines()[0]))
     ctx = prepare(parser.parse_args(argv), "sample_retrieval")
-    results = run_retrieval(ctx.config, ctx.splits, ctx.layer, ctx.artifact, ctx.out_dir)
+    results = run_sample_ranking(ctx)
     print(f"CAV '{ctx.config.cav_type}' for '{ctx.artifact}' at {ctx.layer}, fit on train; held-out metrics:")
     print(format_table(results_rows(results)))
     print(f"outputs: {ctx.out_dir}")

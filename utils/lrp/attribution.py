@@ -122,7 +122,3 @@ def conditions_from(targets=None, conditions=None, n=None):
         for cond, chosen in zip(conditions, classes):
             cond["y"] = chosen
     return conditions
-
-
-# importing the modules registers the backends
-from utils.lrp import zennit_backend, vit, fast  # noqa: E402,F401

@@ -165,6 +165,14 @@ def audit_file(ctx):
     return _config_file(ctx, "audit", audit_config(ctx))
 
 
+def _annotation_config(ctx, path=None):
+    """The audit config the annotation step wrote (``path``, default its recorded one), read as a user's
+    file is."""
+    from utils.config import AuditConfig, load_config
+
+    return load_config(path or ctx.results["annotate"]["annotation_config"], AuditConfig)
+
+
 def _artifact(ctx):
     artifact = audit_config(ctx).artifact
     if not artifact:
@@ -186,37 +194,26 @@ def _reveal_inputs(ctx):
 
 @pipeline_step("reveal", depends=("preprocess",), title="Reveal: SpRAy, DORA and CRP", inputs=_reveal_inputs)
 def reveal_step(ctx):
-    from experiments.preprocessing import run_crp_preprocessing, run_dora_preprocessing, run_spray_preprocessing
-    from experiments.reveal import evaluate_reveal
-    from experiments.reveal.crp import plot_crp_outliers_2d
-    from experiments.reveal.dora import plot_dora_outliers_2d
-    from experiments.reveal.spray import plot_spray_outliers_2d
-    from utils.io import read_json, write_json
-    from utils.paths import step_dir
-    from utils.reveal.evaluation import evaluate_reveal as reveal_quality
+    from utils.io import read_json
     from utils.reveal.results import result_path
+    from utils.reveal.steps import crp_step, dora_step, plot_crp, plot_dora, plot_spray, quality_rows, \
+        reveal_quality_step, spray_step
 
-    path, config = audit_file(ctx), audit_config(ctx)
-    classes = range(splits(ctx).n_classes)
-    run_spray_preprocessing.main(["--config_file", path])
-    run_dora_preprocessing.main(["--config_file", path])
-    run_crp_preprocessing.main(["--config_file", path])
+    config = audit_config(ctx)
+    spray_step(config)
+    dora_step(config)
+    crp_step(config)
     figures = []
-    for k in classes:
-        plot_spray_outliers_2d.main(["--config_file", path, "--class_id", str(k)])
-        plot_crp_outliers_2d.main(["--config_file", path, "--class_id", str(k)])
+    for k in range(splits(ctx).n_classes):
         name = splits(ctx).class_names[k]
-        figures += [(f"SpRAy embedding and outlier samples, class {name}", result_path(config, "spray", k).with_suffix(".png")),
-                    (f"CRP relevance-pattern outlier neurons, class {name}", result_path(config, "crp", k).with_suffix(".png"))]
-    plot_dora_outliers_2d.main(["--config_file", path])
-    figures.append(("DORA: outlier neurons and their reference signals", result_path(config, "dora").with_suffix(".png")))
+        figures += [(f"SpRAy embedding and outlier samples, class {name}", plot_spray(config, k)[0]),
+                    (f"CRP relevance-pattern outlier neurons, class {name}", plot_crp(config, k)[0])]
+    figures.append(("DORA: outlier neurons and their reference signals", plot_dora(config)[0]))
     tables, metrics = {}, {}
     if config.artifact:
-        # what evaluate_reveal's entry point does, keeping the numbers in memory: its quality.json holds
-        # null where an AUROC is undefined (strict JSON), which its table cannot format
-        quality = reveal_quality(config, config.artifact, evaluate_reveal.build_parser().get_default("top_k"))
-        write_json(step_dir(config, "reveal") / "quality.json", quality)
-        tables["Does the reveal step find the artifact? (checked against ground truth)"] = evaluate_reveal.summary_rows(quality)
+        # the numbers in memory: quality.json holds null where an AUROC is undefined (strict JSON)
+        quality, _ = reveal_quality_step(config, config.artifact)
+        tables["Does the reveal step find the artifact? (checked against ground truth)"] = quality_rows(quality)
         metrics["quality"] = quality
     outliers = read_json(result_path(config, "spray", 0))["outlier_samples"][:5]
     metrics["top_spray_outliers_class0"] = outliers
@@ -229,8 +226,9 @@ def reveal_step(ctx):
 @pipeline_step("annotate", depends=("reveal",), title="Annotation: seeds from reveal, iterative CAV refinement",
                inputs=lambda ctx: _reveal_inputs(ctx) | ctx.config.annotation.model_dump())
 def annotate_step(ctx):
-    from experiments.sample_retrieval import refine
     from utils.bias.annotation import annotation_path, check_known, reveal_candidates, state_path
+    from utils.bias.review import review, train_features
+    from utils.bias.steps import prepare_step
     from utils.errors import UserError
 
     config, artifact, options = audit_config(ctx), _artifact(ctx), ctx.config.annotation
@@ -255,15 +253,16 @@ def annotate_step(ctx):
     # retrieval and localization of the pipeline use what the review found, not the ground truth
     seeded = audit_config(ctx).model_copy(update={"annotation_seeds": seeds, "cav_labels": "annotations"})
     path = _config_file(ctx, "annotation", seeded)
-    # refine accepts only a reviewer's decisions: the seeds enter as the simulated reviewer's first round
-    review = ["--config_file", path, "--artifact", artifact, "--reviewer", "simulated"]
-    rounds, result = [], refine.main([*review, "--accept", *seeds])
+    # the review records only a reviewer's decisions: the seeds enter as the simulated reviewer's first round
+    step = prepare_step(_annotation_config(ctx, path), artifact, "sample_retrieval")
+    train = train_features(step)
+    rounds, result = [], review(step, train, accept=seeds, reviewer="simulated")
     n_artifact = int(sum(truth.values()))
     while result["to_review"] is not None and len(result["to_review"]):
         shown = list(result["to_review"]["sample_id"])
         accept, reject = [s for s in shown if truth[s]], [s for s in shown if not truth[s]]
         rounds.append({"round": len(rounds) + 1, "shown": len(shown), "accepted": len(accept)})
-        result = refine.main([*review, "--accept", *accept, "--reject", *reject])
+        result = review(step, train, accept, reject, reviewer="simulated")
         if len(accept) < options.stop_precision * len(shown):  # the ranking has run dry: the reviewer stops
             break
     found = result["accepted"]
@@ -317,16 +316,15 @@ def _recorded_annotation(ctx, config, artifact):
 @pipeline_step("retrieve", depends=("annotate",), title="Bias modelling: CAV and biased-sample retrieval",
                inputs=_reveal_inputs)
 def retrieve_step(ctx):
-    from experiments.sample_retrieval import run_biased_sample_ranking
     from utils.bias.retrieval import results_rows
+    from utils.bias.steps import prepare_step, run_sample_ranking
     from utils.io import read_json
-    from utils.paths import step_dir
 
-    path, artifact = ctx.results["annotate"]["annotation_config"], _artifact(ctx)
-    run_biased_sample_ranking.main(["--config_file", path, "--artifact", artifact])
-    out_dir = step_dir(audit_config(ctx), "sample_retrieval", create=False) / artifact
-    results = read_json(out_dir / "metrics.json")
-    return {"text": [f"A CAV fit on the annotated training samples ranks held-out samples by '{artifact}'."],
+    step = prepare_step(_annotation_config(ctx), _artifact(ctx), "sample_retrieval")
+    run_sample_ranking(step)
+    out_dir = step.out_dir
+    results = read_json(out_dir / "metrics.json")  # as written: JSON types, null where undefined
+    return {"text": [f"A CAV fit on the annotated training samples ranks held-out samples by '{step.artifact}'."],
             "tables": {"Retrieval on held-out samples": results_rows(results)},
             "figures": _figures([("ROC and precision-recall curves", out_dir / "roc_pr.png"),
                                  ("Top-ranked samples", out_dir / "top_ranked.png")]),
@@ -337,17 +335,15 @@ def retrieve_step(ctx):
 @pipeline_step("localize", depends=("annotate",), title="Localization: CAV-conditioned LRP masks",
                inputs=_reveal_inputs)
 def localize_step(ctx):
-    from experiments.localization import eval_localization_quantitatively, localize_artifacts
+    from utils.bias.steps import prepare_step, run_localization, run_localization_evaluation
     from utils.io import read_json
-    from utils.paths import step_dir
 
-    path, artifact = ctx.results["annotate"]["annotation_config"], _artifact(ctx)
-    localize_artifacts.main(["--config_file", path, "--artifact", artifact])
-    out_dir = step_dir(audit_config(ctx), "localization", create=False) / artifact
-    summary = {}
-    if splits(ctx).test.artifact_labels(artifact).any():
-        eval_localization_quantitatively.main(["--config_file", path, "--artifact", artifact])
-        summary = read_json(out_dir / "evaluation.json")
+    step = prepare_step(_annotation_config(ctx), _artifact(ctx), "localization")
+    run_localization(step)
+    out_dir, summary = step.out_dir, {}
+    if splits(ctx).test.artifact_labels(step.artifact).any():
+        run_localization_evaluation(step)
+        summary = read_json(out_dir / "evaluation.json")  # as written
     rows = [{k: summary[k] for k in ("split", "layer", "n", "iou_mean", "iou_se", "artifact_relevance_mean")}] if summary else []
     return {"text": ["Heatmaps of the artifact concept (LRP started at the layer with the CAV) become pixel masks."],
             "localization_dir": str(out_dir), "trusted": [str(out_dir / "index.json")],
