@@ -227,3 +227,17 @@ def test_recorded_annotations_are_used_as_they_are(pipeline_run, tmp_path):
     _, results = run(path, log=lambda *_: None)
     assert results["annotate"]["metrics"]["recorded"] == len(train)
     assert results["retrieve"]["metrics"]["variants"]
+
+
+def test_a_step_that_refuses_says_which_step_it_is(tmp_path, monkeypatch):
+    """The pipeline calls library functions, never entry points: a step's UserError stays a UserError
+    (no SystemExit escaping the pipeline), one line naming the step and its title."""
+    from utils.errors import UserError
+    from utils.pipeline import runner
+
+    def refuse(ctx):
+        raise UserError("no samples carry 'band_aid'")
+
+    monkeypatch.setattr(runner, "STEPS", {"annotate": runner.Step("annotate", refuse, lambda ctx: {}, title="Annotation")})
+    with pytest.raises(UserError, match=r"^step 'annotate' \(Annotation\): no samples carry 'band_aid'$"):
+        runner.run_steps(runner.Context(config=None, root=tmp_path / "pipeline"), log=lambda *_: None)

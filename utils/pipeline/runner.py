@@ -104,7 +104,10 @@ def run_steps(ctx, from_step=None, only=None, log=print):
             continue
         log(f"[{index + 1}/{len(names)}] {step.title} ...")
         start = time.time()
-        result = step.run(ctx)
+        try:
+            result = step.run(ctx)
+        except UserError as err:  # the step's own refusal, said as the step's: one line, no traceback
+            raise UserError(f"step '{name}' ({step.title}): {err}") from None
         trusted = identities(result.get("trusted", []))
         write_json(manifest, {"key": key, "result": result, "trusted": trusted,
                               "seconds": round(time.time() - start, 1), "provenance": provenance()})
