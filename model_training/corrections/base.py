@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from utils.errors import UserError
 from utils.labels import biased_class_index, is_multi_hot
 from utils.registry import Registry
 

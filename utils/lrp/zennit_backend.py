@@ -1,5 +1,4 @@
 """Reference backend: zennit composites with zennit-crp's ``CondAttribution``."""
-import torch
 from crp.attribution import CondAttribution
 
 from utils.lrp.attribution import Attribution, conditions_from, frozen_parameters, register_backend
