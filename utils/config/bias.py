@@ -8,8 +8,7 @@ from utils.config.schemas import StrictModel
 
 class BiasOptions(StrictModel):
     # --- CAV ---------------------------------------------------------------------------------
-    # defaults measured on synth_derm (tiny_vgg, features.10): svm on cavs_mean ranks band-aid samples with
-    # test AUROC 0.99 / AP 0.98; cavs_max gives 0.84 / 0.57 (max pooling is dominated by the lesion)
+    # defaults chosen by measuring the features on the demo: experiments/sample_retrieval/README.md
     cav_type: Literal["svm", "ridge", "lasso", "logistic", "signal", "mean"] = "svm"
     cav_mode: Literal["cavs_max", "cavs_mean", "rel"] = Field("cavs_mean", description="features the CAV is fit on")
     # annotations by default: on real data there is no ground truth, and a step-by-step audit must use
