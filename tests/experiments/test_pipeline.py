@@ -40,6 +40,8 @@ def test_report_files_and_sections(pipeline_run):
         assert (root / name).is_file(), name
     metrics = json.loads((root / "metrics.json").read_text())
     assert SECTIONS <= set(metrics)
+    # the config file of every step, to rerun it by hand
+    assert {"audit", "annotation"} <= set(metrics["configs"]) and any(k.startswith("mitigation/") for k in metrics["configs"])
     assert {row["method"] for row in metrics["evaluate"]["comparison"]} >= {"Vanilla", "PClarc"}
     assert metrics["retrieve"]["variants"]
     # RRR: a sweep of two strengths, each with two seeds; one chosen, every candidate in the sweep table

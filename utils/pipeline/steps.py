@@ -200,6 +200,7 @@ def reveal_step(ctx):
         reveal_quality_step, spray_step
 
     config = audit_config(ctx)
+    audit_file(ctx)  # the audit section as a file (listed in the report): each step can be rerun by hand with it
     spray_step(config)
     dora_step(config)
     crp_step(config)
