@@ -17,6 +17,16 @@ import torch
 RENDER_CACHE_BYTES = 512 * 2**20
 
 
+def flag_option(name, value):
+    """A yes/no ``dataset_options`` entry: ``true``/``false`` only (YAML's ``"no"`` as a string would
+    otherwise count as yes)."""
+    if not isinstance(value, bool):
+        from utils.errors import UserError
+
+        raise UserError(f"dataset_options.{name}: true or false, got {value!r}")
+    return value
+
+
 def shared_render_cache(draw, bytes_per_sample):
     """``draw(*key)`` memoised for the whole process, about ``RENDER_CACHE_BYTES`` at most.
 

@@ -22,7 +22,7 @@ import zlib
 import numpy as np
 import torch
 
-from datasets.base import BaseDataset, shared_render_cache
+from datasets.base import BaseDataset, flag_option, shared_render_cache
 from datasets.procedural import smooth_field
 
 CLASS_NAMES = ("benign", "melanoma")
@@ -124,6 +124,7 @@ class SynthDermSplit(BaseDataset):
 def build_synth_derm(img_size=64, seed=0, n_train=SPLIT_SIZES["train"], n_val=SPLIT_SIZES["val"],
                      n_test=SPLIT_SIZES["test"], p_malignant=0.5, multi_label=False):
     sizes = {"train": n_train, "val": n_val, "test": n_test}
+    multi_label = flag_option("multi_label", multi_label)
     return {split: SynthDermSplit(split, n, img_size, seed, p_malignant, augment=split == "train",
                                   multi_label=multi_label)
             for split, n in sizes.items()}

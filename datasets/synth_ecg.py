@@ -27,7 +27,7 @@ import zlib
 import numpy as np
 import torch
 
-from datasets.base import BaseDataset, shared_render_cache
+from datasets.base import BaseDataset, flag_option, shared_render_cache
 from datasets.registry import register_dataset
 from datasets.signals import LEADS, SIGNAL_MEAN, SIGNAL_STD
 
@@ -169,5 +169,6 @@ def build_synth_ecg(img_size=None, seed=0, n_train=SPLIT_SIZES["train"], n_val=S
                     n_test=SPLIT_SIZES["test"], multi_label=False):
     """``img_size`` is unused: records are always 12 x 1000."""
     sizes = {"train": n_train, "val": n_val, "test": n_test}
+    multi_label = flag_option("multi_label", multi_label)
     return {split: SynthEcgSplit(split, n, seed, augment=split == "train", multi_label=multi_label)
             for split, n in sizes.items()}

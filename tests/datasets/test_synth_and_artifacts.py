@@ -146,3 +146,9 @@ def test_multi_label_variant_adds_the_lesion_size_label_of_the_same_images():
     # the band-aid still follows the diagnosis (benign), whatever the size label says
     has = multi.artifact_labels("band_aid")
     assert has.any() and not has[multi.labels[:, 1] > 0].any()
+
+
+@pytest.mark.parametrize("name", ["synth_derm", "synth_ecg"])
+def test_multi_label_option_takes_true_or_false_only(name):
+    with pytest.raises(UserError, match=r"^dataset_options.multi_label: true or false, got 'no'$"):
+        get_dataset(name, img_size=32, dataset_options={"n_train": 4, "n_val": 2, "n_test": 2, "multi_label": "no"})
