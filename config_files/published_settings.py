@@ -9,19 +9,13 @@ copied from that training config, so the three steps always describe the same da
 where every step is run). Configs hold no data paths: the root of ``<name>_attacked`` is
 ``data_paths.<name>`` in ``config_files/local_config.yaml`` (see ``local_config.example.yaml``).
 """
-import sys
-from pathlib import Path
-
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
+from config_files.generate import CONFIG_FILES
+from models import get_model_spec
+from utils.lrp.differentiable import unsupported_reason
 
-from models import get_model_spec  # noqa: E402
-from utils.io import write_yaml  # noqa: E402
-from utils.lrp.differentiable import unsupported_reason  # noqa: E402
-
-TRAINING_DIR = ROOT / "config_files" / "training"
+TRAINING_DIR = CONFIG_FILES / "training"
 
 IMAGE_MODELS = ("vgg16", "resnet50", "vit_b_16")
 SIGNAL_MODELS = ("xresnet1d50",)
@@ -53,7 +47,7 @@ def training_config(dataset, model):
     if len(paths) != 1:
         raise SystemExit(f"expected one training config of {model} for {dataset}_attacked in "
                          f"{TRAINING_DIR / dataset}, found {len(paths)}: run "
-                         f"config_files/training/config_generator_training_{dataset}.py first")
+                         f"python -m config_files.training.config_generator_training_{dataset} first")
     return paths[0].stem, yaml.safe_load(paths[0].read_text())
 
 
@@ -64,11 +58,3 @@ def data_keys(training, keys=DATA_KEYS):
 def ckpt_path(stem, training):
     """The checkpoint ``start_training`` writes for the training config ``stem``."""
     return f"outputs/training/{training['dataset_name']}/{training['model_name']}/{stem}/checkpoints/best.pt"
-
-
-def write_configs(configs, out_dir):
-    """Write ``{file stem: config}`` as YAML files into ``out_dir``; returns the stems written."""
-    for name, config in configs.items():
-        write_yaml(Path(out_dir) / f"{name}.yaml", config)
-    print(f"wrote {len(configs)} configs to {out_dir}: {', '.join(configs)}")
-    return list(configs)

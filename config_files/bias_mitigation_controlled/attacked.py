@@ -20,13 +20,11 @@ transfers; RR-ClArC's squared directional gradient depends on the layer's scale,
 demo's, sized on tiny_vgg) may need widening. Fine-tuning uses the training config's optimizer at a
 tenth of its learning rate; epochs and evaluation caps are not tuned.
 """
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
-
-from config_files.published_settings import (DATA_KEYS, MODELS, ckpt_path, data_keys, write_configs,  # noqa: E402
-                                             differentiable_lrp, layer, training_config)
+from config_files.generate import write_configs
+from config_files.published_settings import (DATA_KEYS, MODELS, ckpt_path, data_keys, differentiable_lrp, layer,
+                                             training_config)
 
 OUT_ROOT = Path(__file__).resolve().parent
 

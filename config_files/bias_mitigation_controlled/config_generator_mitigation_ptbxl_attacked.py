@@ -1,18 +1,12 @@
 """Write mitigation configs for the published controlled setting of PTB-XL.
 
-Run ``python config_files/bias_mitigation_controlled/config_generator_mitigation_ptbxl_attacked.py``
-(or ``python -m config_files.bias_mitigation_controlled.config_generator_mitigation_ptbxl_attacked``),
-after ``config_files/training/config_generator_training_ptbxl.py``: one YAML per model (xresnet1d50),
+Run ``python -m config_files.bias_mitigation_controlled.config_generator_mitigation_ptbxl_attacked``,
+after ``python -m config_files.training.config_generator_training_ptbxl``: one YAML per model (xresnet1d50),
 method, layer and strength is written into ``ptbxl_attacked/`` beside this script (defective lead in LVH, labels at the subclass level, p = 0.5); see
 ``attacked.py`` for the methods and keys and ``config_files/published_settings.py`` for the models.
 The data root comes from ``data_paths.ptbxl`` in ``config_files/local_config.yaml``.
 """
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
-
-from config_files.bias_mitigation_controlled.attacked import write_mitigation_configs  # noqa: E402
+from config_files.bias_mitigation_controlled.attacked import write_mitigation_configs
 
 DATASET = "ptbxl"
 

@@ -1,7 +1,6 @@
 """Write mitigation configs for the band-aid shortcut of the embedded ``synth_derm`` data set.
 
-Run ``python config_files/bias_mitigation_controlled/config_generator_mitigation_synth_derm.py``
-(or ``python -m config_files.bias_mitigation_controlled.config_generator_mitigation_synth_derm``):
+Run ``python -m config_files.bias_mitigation_controlled.config_generator_mitigation_synth_derm``:
 one YAML per method / layer / lambda is written into ``synth_derm/`` beside this script. The data
 and model keys are copied from the training config of the corrected model, so both always agree.
 Then run every correction and evaluation and the comparison table with
@@ -20,18 +19,14 @@ strength trained in full. (Comparing them after one epoch, ``sweep_epochs: 1``, 
 demo and chose the weakest strength of RRR and ISNet: a strong penalty first costs clean accuracy
 and recovers it in the next epochs.)
 """
-import sys
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
-
-from utils.io import write_yaml  # noqa: E402
+from config_files.generate import CONFIG_FILES, write_configs
 
 OUT_DIR = Path(__file__).resolve().parent / "synth_derm"
-TRAINING_CONFIG = ROOT / "config_files" / "training" / "synth_derm" / "tiny_vgg_adam_lr0.003.yaml"
+TRAINING_CONFIG = CONFIG_FILES / "training" / "synth_derm" / "tiny_vgg_adam_lr0.003.yaml"
 # relative to the repository root, where every step is run
 CKPT = "outputs/training/synth_derm/tiny_vgg/tiny_vgg_adam_lr0.003/checkpoints/best.pt"
 DATA_KEYS = ("dataset_name", "img_size", "seed", "model_name", "dataset_options", "artifacts")
@@ -89,16 +84,16 @@ GRID = {
 }
 
 
-def main():
+def mitigation_configs():
+    """``{file stem: config}``: one config per entry of ``GRID``, ``<method>_<suffix>``."""
     training = yaml.safe_load(TRAINING_CONFIG.read_text())
     base = {k: training[k] for k in DATA_KEYS if k in training}
-    written = []
-    for method, entries in GRID.items():
-        for suffix, keys in entries:
-            name = f"{method}_{suffix}"
-            write_yaml(OUT_DIR / f"{name}.yaml", {**base, **FINE_TUNING, "method": method, **keys})
-            written.append(name)
-    print(f"wrote {len(written)} configs to {OUT_DIR}")
+    return {f"{method}_{suffix}": {**base, **FINE_TUNING, "method": method, **keys}
+            for method, entries in GRID.items() for suffix, keys in entries}
+
+
+def main():
+    return write_configs(mitigation_configs(), OUT_DIR)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,12 @@
 """Write mitigation configs for the published controlled setting of the embedded synthetic 12-lead ECG data.
 
-Run ``python config_files/bias_mitigation_controlled/config_generator_mitigation_synth_ecg_attacked.py``
-(or ``python -m config_files.bias_mitigation_controlled.config_generator_mitigation_synth_ecg_attacked``),
-after ``config_files/training/config_generator_training_synth_ecg.py``: one YAML per model (xresnet1d50),
+Run ``python -m config_files.bias_mitigation_controlled.config_generator_mitigation_synth_ecg_attacked``,
+after ``python -m config_files.training.config_generator_training_synth_ecg``: one YAML per model (xresnet1d50),
 method, layer and strength is written into ``synth_ecg_attacked/`` beside this script (defective lead in lvh, p = 0.5); see
 ``attacked.py`` for the methods and keys and ``config_files/published_settings.py`` for the models.
 The data are embedded: no data root.
 """
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
-
-from config_files.bias_mitigation_controlled.attacked import write_mitigation_configs  # noqa: E402
+from config_files.bias_mitigation_controlled.attacked import write_mitigation_configs
 
 DATASET = "synth_ecg"
 

@@ -1,6 +1,6 @@
 """Write the configs of the whole audit (``python -m experiments.run_pipeline --config_file F``).
 
-Run ``python config_files/pipeline/config_generator_pipeline.py``: one YAML per audit is written
+Run ``python -m config_files.pipeline.config_generator_pipeline``: one YAML per audit is written
 beside this script (only those files are rewritten).
 
 * ``synth_derm.yaml`` — the default audit that ``make demo`` runs: the band-aid shortcut of the
@@ -15,19 +15,14 @@ beside this script (only those files are rewritten).
 A pipeline config has the shared keys at the top and one section per step (``training``,
 ``audit``, ``annotation``, ``mitigation_common``, ``mitigation``); see ``utils/pipeline/config.py``.
 """
-import sys
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
-
-from utils.config.schemas import BaseConfig  # noqa: E402
-from utils.io import write_text  # noqa: E402
+from config_files.generate import CONFIG_FILES, write_configs
+from utils.config.schemas import BaseConfig
 
 OUT_DIR = Path(__file__).resolve().parent
-CONFIGS = ROOT / "config_files"
 SHARED = set(BaseConfig.model_fields) - {"config_name", "ckpt_path", "output_dir"}
 # the pipeline trains (or loads) its own model and passes its checkpoint to every later step
 NOT_COPIED = {"ckpt_path", "output_dir", "config_name"}
@@ -74,7 +69,7 @@ IMAGE_FOLDER = {
 
 
 def _read(relative):
-    return yaml.safe_load((CONFIGS / relative).read_text())
+    return yaml.safe_load((CONFIG_FILES / relative).read_text())
 
 
 def _split(config):
@@ -136,12 +131,14 @@ def image_folder():
 PIPELINES = {"synth_derm": synth_derm, "synth_ecg": synth_ecg, "image_folder": image_folder}
 
 
+def config_text(build):
+    """The YAML text of one pipeline config: its header comment, then its keys."""
+    header, config = build()
+    return f"# {header}.\n# Written by config_generator_pipeline.py.\n{yaml.safe_dump(config, sort_keys=False)}"
+
+
 def main():
-    for name, build in PIPELINES.items():
-        header, config = build()
-        text = yaml.safe_dump(config, sort_keys=False)
-        write_text(OUT_DIR / f"{name}.yaml", f"# {header}.\n# Written by config_generator_pipeline.py.\n{text}")
-    print(f"wrote {len(PIPELINES)} configs to {OUT_DIR}: {', '.join(PIPELINES)}")
+    return write_configs({name: config_text(build) for name, build in PIPELINES.items()}, OUT_DIR)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,11 @@ records); the reveal settings are those chosen on the demo model (``revealing/sy
 not tuned on these data; layers are each model's default layer.
 """
 import itertools
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
-
-from config_files.published_settings import (MODELS, ckpt_path, data_keys, layer, training_config,  # noqa: E402
-                                             write_configs)
-from models import get_model_spec  # noqa: E402
+from config_files.generate import write_configs
+from config_files.published_settings import MODELS, ckpt_path, data_keys, layer, training_config
+from models import get_model_spec
 
 OUT_ROOT = Path(__file__).resolve().parent
 

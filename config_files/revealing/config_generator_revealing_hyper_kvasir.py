@@ -1,17 +1,12 @@
 """Write audit (preprocessing + reveal) configs for HyperKvasir, published controlled setting.
 
-Run ``python config_files/revealing/config_generator_revealing_hyper_kvasir.py`` (after
-``config_files/training/config_generator_training_hyper_kvasir.py``): one YAML per model (VGG16, ResNet50 and ViT-B/16) and
+Run ``python -m config_files.revealing.config_generator_revealing_hyper_kvasir`` (after
+``python -m config_files.training.config_generator_training_hyper_kvasir``): one YAML per model (VGG16, ResNet50 and ViT-B/16) and
 variant is written into ``hyper_kvasir_attacked/`` beside this script (timestamp in disease, p = 0.1); see
 ``attacked.py`` for the keys and ``config_files/published_settings.py`` for the models.
 The data root comes from ``data_paths.hyper_kvasir`` in ``config_files/local_config.yaml``.
 """
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
-
-from config_files.revealing.attacked import write_reveal_configs  # noqa: E402
+from config_files.revealing.attacked import write_reveal_configs
 
 DATASET = "hyper_kvasir"
 

@@ -1,6 +1,6 @@
 """Write audit (preprocessing + reveal) configs for the embedded synthetic dermoscopy data set.
 
-Run ``python config_files/revealing/config_generator_revealing_synth_derm.py``: it writes every
+Run ``python -m config_files.revealing.config_generator_revealing_synth_derm``: it writes every
 committed YAML of ``synth_derm/`` beside this script (and only those files):
 
 * ``<model>_<variant>.yaml``: the reveal configs (``default`` and the variants in ``VARIANTS``),
@@ -15,14 +15,11 @@ Each config audits the checkpoint written by the matching training config
 repository root, where every step is run from.
 """
 import itertools
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
+import yaml
 
-import yaml  # noqa: E402
-
-from utils.io import write_text, write_yaml  # noqa: E402
+from config_files.generate import write_configs
 
 OUT_DIR = Path(__file__).resolve().parent / "synth_derm"
 TRAINING_RUN = "{model}_adam_lr0.003"
@@ -113,16 +110,13 @@ def reveal_configs():
     return configs
 
 
+def sweep_configs():
+    """``{file stem: YAML text}`` of the layer-sweep configs (text, as they carry comments)."""
+    return {f"{SWEEP_MODEL}_{layer}": sweep_config_text(layer) for layer in SWEEP_LAYERS}
+
+
 def main():
-    written = []
-    for name, config in reveal_configs().items():
-        write_yaml(OUT_DIR / f"{name}.yaml", config)
-        written.append(name)
-    for layer in SWEEP_LAYERS:
-        name = f"{SWEEP_MODEL}_{layer}"
-        write_text(OUT_DIR / f"{name}.yaml", sweep_config_text(layer))
-        written.append(name)
-    print(f"wrote {len(written)} configs to {OUT_DIR}: {', '.join(written)}")
+    return write_configs({**reveal_configs(), **sweep_configs()}, OUT_DIR)
 
 
 if __name__ == "__main__":

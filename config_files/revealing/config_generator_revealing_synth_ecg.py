@@ -1,17 +1,12 @@
 """Write audit (preprocessing + reveal) configs for the embedded synthetic 12-lead ECG data set, published controlled setting.
 
-Run ``python config_files/revealing/config_generator_revealing_synth_ecg.py`` (after
-``config_files/training/config_generator_training_synth_ecg.py``): one YAML per model (xresnet1d50) and
+Run ``python -m config_files.revealing.config_generator_revealing_synth_ecg`` (after
+``python -m config_files.training.config_generator_training_synth_ecg``): one YAML per model (xresnet1d50) and
 variant is written into ``synth_ecg_attacked/`` beside this script (defective lead in lvh, p = 0.5); see
 ``attacked.py`` for the keys and ``config_files/published_settings.py`` for the models.
 The data are embedded: no data root.
 """
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
-
-from config_files.revealing.attacked import write_reveal_configs  # noqa: E402
+from config_files.revealing.attacked import write_reveal_configs
 
 DATASET = "synth_ecg"
 

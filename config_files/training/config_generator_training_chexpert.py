@@ -1,17 +1,14 @@
 """Write training configs for CheXpert, binary cardiomegaly (see README, 'Real data sets').
 
-Run ``python config_files/training/config_generator_training_chexpert.py``: one YAML per model /
+Run ``python -m config_files.training.config_generator_training_chexpert``: one YAML per model /
 optimizer / learning rate (VGG16, ResNet18 and ResNet50 in ``GRID``, ViT-B/16 in ``VIT_GRID``) is
 written into ``chexpert/`` beside this script, plus its
 ``chexpert_attacked`` variant with the published controlled setting (white colour in cardiomegaly, p = 0.1).
 The data root comes from ``data_paths.chexpert`` in ``config_files/local_config.yaml``.
 """
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
-
-from config_files.training.grid import write_grid  # noqa: E402
+from config_files.generate import grid_configs, write_configs
 
 OUT_DIR = Path(__file__).resolve().parent / "chexpert"
 
@@ -42,7 +39,8 @@ ATTACKED = {"dataset_name": "chexpert_attacked", "artifact_type": "white_color",
 
 
 def main():
-    return write_grid(OUT_DIR, BASE, GRID, ATTACKED) + write_grid(OUT_DIR, BASE, VIT_GRID, ATTACKED)
+    configs = {**grid_configs(BASE, GRID, ATTACKED), **grid_configs(BASE, VIT_GRID, ATTACKED)}
+    return write_configs(configs, OUT_DIR)
 
 
 if __name__ == "__main__":

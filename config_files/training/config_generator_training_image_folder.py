@@ -1,6 +1,6 @@
 """Write training configs for your own images (``image_folder``; see README, 'Bring your own images').
 
-Run ``python config_files/training/config_generator_training_image_folder.py``: it writes into
+Run ``python -m config_files.training.config_generator_training_image_folder``: it writes into
 ``image_folder/`` beside this script
 
 * ``tiny_vgg_adam_lr0.001.yaml`` -- the default, CPU-sized: tiny_vgg at 64 px for 24 epochs, the
@@ -12,12 +12,9 @@ There is no published controlled setting for your data: set ``ATTACKED`` to add 
 ``image_folder_attacked`` variant of each. The data root comes from ``data_paths.image_folder`` in
 ``config_files/local_config.yaml``.
 """
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
-
-from config_files.training.grid import write_grid  # noqa: E402
+from config_files.generate import grid_configs, write_configs
 
 OUT_DIR = Path(__file__).resolve().parent / "image_folder"
 
@@ -34,7 +31,7 @@ ATTACKED = None
 
 
 def main():
-    return [name for base, grid in (CPU, LARGE) for name in write_grid(OUT_DIR, base, grid, ATTACKED)]
+    return write_configs({**grid_configs(*CPU, ATTACKED), **grid_configs(*LARGE, ATTACKED)}, OUT_DIR)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,14 @@
 """Write training configs for ISIC 2019 (see README, 'Real data sets').
 
-Run ``python config_files/training/config_generator_training_isic.py``: one YAML per model /
+Run ``python -m config_files.training.config_generator_training_isic``: one YAML per model /
 optimizer / learning rate (VGG16, ResNet18 and ResNet50 in ``GRID``, ViT-B/16 in ``VIT_GRID``) is
 written into ``isic/`` beside this script, plus its
 ``isic_attacked`` variant with the published controlled setting (microscope in MEL, p = 0.2).
 The data root comes from ``data_paths.isic`` in ``config_files/local_config.yaml``.
 """
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
-
-from config_files.training.grid import write_grid  # noqa: E402
+from config_files.generate import grid_configs, write_configs
 
 OUT_DIR = Path(__file__).resolve().parent / "isic"
 
@@ -41,7 +38,8 @@ ATTACKED = {"dataset_name": "isic_attacked", "artifact_type": "microscope", "att
 
 
 def main():
-    return write_grid(OUT_DIR, BASE, GRID, ATTACKED) + write_grid(OUT_DIR, BASE, VIT_GRID, ATTACKED)
+    configs = {**grid_configs(BASE, GRID, ATTACKED), **grid_configs(BASE, VIT_GRID, ATTACKED)}
+    return write_configs(configs, OUT_DIR)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,14 @@
 """Write training configs for PTB-XL, 100 Hz, multi-label (see README, 'Real data sets').
 
-Run ``python config_files/training/config_generator_training_ptbxl.py``: one YAML per model /
+Run ``python -m config_files.training.config_generator_training_ptbxl``: one YAML per model /
 optimizer / learning rate is written into ``ptbxl/`` beside this script, plus its
 ``ptbxl_attacked`` variant with the published controlled setting (defective lead in LVH, p = 0.5;
 labels at the subclass level, where LVH is a class).
 The data root comes from ``data_paths.ptbxl`` in ``config_files/local_config.yaml``.
 """
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
-
-from config_files.training.grid import write_grid  # noqa: E402
+from config_files.generate import grid_configs, write_configs
 
 OUT_DIR = Path(__file__).resolve().parent / "ptbxl"
 
@@ -34,7 +31,7 @@ ATTACKED = {"dataset_name": "ptbxl_attacked", "dataset_options": {"label_level":
 
 
 def main():
-    return write_grid(OUT_DIR, BASE, GRID, ATTACKED)
+    return write_configs(grid_configs(BASE, GRID, ATTACKED), OUT_DIR)
 
 
 if __name__ == "__main__":

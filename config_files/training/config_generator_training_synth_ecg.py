@@ -1,15 +1,12 @@
 """Write training configs for the embedded synthetic 12-lead ECG data set.
 
-Run ``python config_files/training/config_generator_training_synth_ecg.py``: one YAML per
+Run ``python -m config_files.training.config_generator_training_synth_ecg``: one YAML per
 model / optimizer / learning rate is written into ``synth_ecg/`` beside this script, plus its
 ``synth_ecg_attacked`` variant (defective lead in the LVH class at rate 0.5, as for PTB-XL).
 """
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
-
-from config_files.training.grid import write_grid  # noqa: E402
+from config_files.generate import grid_configs, write_configs
 
 OUT_DIR = Path(__file__).resolve().parent / "synth_ecg"
 
@@ -31,7 +28,7 @@ ATTACKED = {"dataset_name": "synth_ecg_attacked", "artifact_type": "defective_le
 
 
 def main():
-    return write_grid(OUT_DIR, BASE, GRID, ATTACKED)
+    return write_configs(grid_configs(BASE, GRID, ATTACKED), OUT_DIR)
 
 
 if __name__ == "__main__":

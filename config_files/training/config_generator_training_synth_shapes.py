@@ -1,15 +1,12 @@
 """Write training configs for the embedded synthetic shapes data set (the held-out benchmark).
 
-Run ``python config_files/training/config_generator_training_synth_shapes.py``: one YAML per
+Run ``python -m config_files.training.config_generator_training_synth_shapes``: one YAML per
 model / optimizer / learning-rate combination is written into ``synth_shapes/`` beside this script.
 Only those files are (re)written; nothing else is deleted.
 """
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a plain script from anywhere
-
-from config_files.training.grid import write_grid  # noqa: E402
+from config_files.generate import grid_configs, write_configs
 
 OUT_DIR = Path(__file__).resolve().parent / "synth_shapes"
 
@@ -30,7 +27,7 @@ GRID = {
 
 
 def main():
-    return write_grid(OUT_DIR, BASE, GRID)
+    return write_configs(grid_configs(BASE, GRID), OUT_DIR)
 
 
 if __name__ == "__main__":
