@@ -6,14 +6,8 @@ folder that already holds a run (without either, such a folder is refused).
 from model_training.trainer import run_training
 from utils.cli import config_parser, main_entry
 from utils.config import TrainingConfig, load_config
+from utils.metrics import subset_rows
 from utils.table import format_table
-
-
-def subset_rows(metrics_by_split):
-    """One row per (split, subset) with accuracy, its standard error and macro-F1."""
-    return [{"split": split, "subset": subset, "n": m["n"], "accuracy": m["accuracy"],
-             "accuracy_se": m["accuracy_se"], "macro_f1": m["macro_f1"]}
-            for split, subsets in metrics_by_split.items() for subset, m in subsets.items()]
 
 
 @main_entry
@@ -26,7 +20,7 @@ def main(argv=None):
     out_dir, metrics = run_training(config, resume=args.resume, overwrite=args.overwrite)
     if "test" not in metrics:  # not rank 0 of a multi-process run: rank 0 reports
         return metrics
-    print(format_table(subset_rows({"val": metrics["val"], "test": metrics["test"]})))
+    print(format_table(subset_rows({"val": metrics["val"], "test": metrics["test"]}, auroc_columns=False)))
     print(f"outputs: {out_dir}")
     return metrics
 

@@ -18,6 +18,8 @@ with ``mixed_precision`` on CUDA the forward pass and the losses run under bfloa
 import csv
 import io
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -99,14 +101,28 @@ class Validation:
         return {"val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]}, (val["accuracy"],)
 
 
+@dataclass(frozen=True)
+class TrainingHooks:
+    """How a correction changes the training loop; the defaults are plain training."""
+
+    extra_loss: Callable | None = None  # (model, batch, logits) -> loss added to the task loss, or None
+    forward: Callable | None = None  # (model, x) -> logits instead of model(x)
+    input_requires_grad: bool = False  # losses on input gradients (RRR) need x in the graph
+    frozen_modules: Sequence = ()  # stay in eval mode: frozen BatchNorm layers must keep their statistics
+    grad_clip: float | None = None  # max gradient norm, or None
+    validation: Validation = field(default_factory=Validation)
+
+
 class Trainer:
     """``inputs``: identities of what the run reads besides its settings and its data (e.g. a correction's
     original checkpoint); they are stored in every checkpoint, and :meth:`resume` refuses a run whose
-    settings or inputs differ (:mod:`model_training.resume`)."""
+    settings or inputs differ (:mod:`model_training.resume`). ``hooks``: what a correction changes in
+    the loop (:class:`TrainingHooks`)."""
 
-    def __init__(self, config, out_dir=None, model=None, splits=None, inputs=None):
+    def __init__(self, config, out_dir=None, model=None, splits=None, inputs=None, hooks=None):
         self.config = config
-        self.dist = get_context(config.device)
+        self.hooks = hooks or TrainingHooks()
+        self.dist = get_context()
         self.device = training_device(self.dist, config.device)
         self.mixed_precision = mixed_precision_enabled(config.mixed_precision, self.device, warn=self.dist.is_main)
         self.seed = training_seed(config)
@@ -128,12 +144,6 @@ class Trainer:
         self.optimizer = OPTIMIZERS[config.optimizer](trainable, config)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, config.milestones, config.gamma)
         self.history, self.start_epoch, self.best_key, self.best_epoch = [], 0, None, None
-        self.extra_loss = None
-        self.forward = None  # (model, x) -> logits instead of model(x)
-        self.input_requires_grad = False  # losses on input gradients (RRR) need x in the graph
-        self.frozen_modules = ()  # stay in eval mode: frozen BatchNorm layers must keep their statistics
-        self.grad_clip = None  # max gradient norm, or None
-        self.validation = Validation()
 
     # --- state ---------------------------------------------------------------------------------
     def _save(self, name, epoch):
@@ -184,28 +194,29 @@ class Trainer:
 
     def train_epoch(self, epoch):
         self.model.train()
-        for module in self.frozen_modules:
+        hooks = self.hooks
+        for module in hooks.frozen_modules:
             module.eval()
         total, correct, loss_sum = 0, 0, 0.0
         progress = tqdm(self._loader(epoch), desc=f"epoch {epoch + 1}/{self.config.num_epochs}", leave=False,
                         disable=not self.dist.is_main)
         for batch in progress:
             x, y = batch[0].to(self.device), batch[1].to(self.device)
-            if self.input_requires_grad:
+            if hooks.input_requires_grad:
                 x.requires_grad_(True)
             # a correction's loss may differentiate through gradients of this forward pass
-            with autocast(self.device, self.mixed_precision), differentiable_attention(self.extra_loss is not None):
-                logits = self.forward(self.model, x) if self.forward else self.model(x)
+            with autocast(self.device, self.mixed_precision), differentiable_attention(hooks.extra_loss is not None):
+                logits = hooks.forward(self.model, x) if hooks.forward else self.model(x)
                 loss = self.criterion(logits, y)
-                if self.extra_loss is not None:
-                    extra = self.extra_loss(self.model, (x, y, *batch[2:]), logits)
+                if hooks.extra_loss is not None:
+                    extra = hooks.extra_loss(self.model, (x, y, *batch[2:]), logits)
                     if extra is not None:
                         loss = loss + extra
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.dist.average_gradients(self.model.parameters())
-            if self.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            if hooks.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), hooks.grad_clip)
             self.optimizer.step()
             total += len(x)
             loss_sum += loss.item() * len(x)
@@ -223,7 +234,7 @@ class Trainer:
             row = {"epoch": epoch + 1, **self.train_epoch(epoch)}
             if (epoch + 1) % self.config.eval_every == 0 or epoch + 1 == self.config.num_epochs:
                 # rank 0 evaluates; every rank must agree on the result to keep the same state
-                values, key = self.validation(self.model, self.splits.val, self.config, self.device) \
+                values, key = self.hooks.validation(self.model, self.splits.val, self.config, self.device) \
                     if self.dist.is_main else (None, None)
                 values, key = self.dist.broadcast_object((values, list(key) if key is not None else None))
                 self.dist.broadcast_rng_state()
@@ -256,13 +267,13 @@ def run_training(config, resume=False, overwrite=False):
     The folder is locked for the run (:mod:`utils.locks`): a second run on it stops at once. ``resume``
     continues a stopped run of the same settings and inputs only (epochs may grow)."""
     out_dir = training_dir(config)
-    with folder_lock(out_dir, enabled=get_context(config.device).is_main):
+    with folder_lock(out_dir, enabled=get_context().is_main):
         return _run_training(config, out_dir, resume, overwrite)
 
 
 def _run_training(config, out_dir, resume, overwrite):
     last = out_dir / "checkpoints" / "last.pt"
-    has_last = get_context(config.device).same_on_all_ranks(last.exists(), f"whether {last} exists")
+    has_last = get_context().same_on_all_ranks(last.exists(), f"whether {last} exists")
     if has_last and not (resume or overwrite):
         raise UserError(f"{out_dir} already holds a training run; pass --resume to continue it, "
                         "--overwrite to start again, or choose another config_name")

@@ -154,33 +154,24 @@ class DistContext:
         return items[start:start + per_rank + (self.rank < extra)]
 
 
-_CONTEXT = None
+def get_context() -> DistContext:
+    """This process's place among the ranks: read from ``torchrun``'s environment, joining the process
+    group on the first call; a single-process context without ``torchrun``.
 
-
-def get_context(device_name="auto") -> DistContext:
-    """Initialise the process group once when launched by ``torchrun``; else a single-process context."""
-    global _CONTEXT
-    if _CONTEXT is not None:
-        return _CONTEXT
+    No state is kept here: ``torch.distributed`` owns the process group, and the context is derived
+    from the environment, so every caller sees the same one. The device is chosen per run by
+    :func:`training_device`: the process group carries both CPU and CUDA tensors when CUDA exists.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
-        _CONTEXT = DistContext()
-        return _CONTEXT
+        return DistContext()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device_name != "cpu" and torch.cuda.is_available()
-    if use_cuda:
-        if local_rank >= torch.cuda.device_count():
-            raise UserError(f"rank {rank} has LOCAL_RANK {local_rank} but this machine has "
-                            f"{torch.cuda.device_count()} GPU(s); start at most that many processes per "
-                            "machine (--nproc_per_node) or set 'device: cpu'")
-        torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         # on GPUs, CUDA tensors (gradients, parameters) go through NCCL and the small CPU tensors and
         # objects of the metric sums and broadcasts through gloo: NCCL cannot reduce CPU tensors
-        backend = "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
-    _CONTEXT = DistContext(rank, world_size, local_rank)
-    return _CONTEXT
+    return DistContext(rank, world_size, local_rank)
 
 
 def training_device(context: DistContext, device_name="auto"):
@@ -189,6 +180,11 @@ def training_device(context: DistContext, device_name="auto"):
 
     device = resolve_device(device_name)
     if context.enabled and device.type == "cuda":
+        if context.local_rank >= torch.cuda.device_count():
+            raise UserError(f"rank {context.rank} has LOCAL_RANK {context.local_rank} but this machine has "
+                            f"{torch.cuda.device_count()} GPU(s); start at most that many processes per "
+                            "machine (--nproc_per_node) or set 'device: cpu'")
+        torch.cuda.set_device(context.local_rank)
         return torch.device("cuda", context.local_rank)
     return device
 

@@ -124,3 +124,13 @@ def evaluate_subsets(model, dataset, batch_size=64, device="cpu", num_workers=0,
     return {mode: classification_metrics(logits, labels, dataset.class_names)
             for mode, (logits, labels) in predict_subsets(model, dataset, batch_size, device, num_workers,
                                                           subsets).items()}
+
+
+def subset_rows(metrics_by_split, auroc_columns=True, **leading):
+    """Result-table rows, one per (split, subset) of ``{split: {subset: classification_metrics}}``: n,
+    accuracy with its standard error, macro-F1 and (``auroc_columns``) the per-class AUROCs; ``leading``
+    columns (e.g. ``model="corrected"``) come first in every row."""
+    return [{**leading, "split": split, "subset": subset, "n": m["n"], "accuracy": m["accuracy"],
+             "± se": m["accuracy_se"], "macro_f1": m["macro_f1"],
+             **({f"auroc {k}": v for k, v in m["per_class_auroc"].items()} if auroc_columns else {})}
+            for split, subsets in metrics_by_split.items() for subset, m in subsets.items()]

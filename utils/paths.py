@@ -13,12 +13,19 @@ ENV_OUTPUT_DIR = "SHORTCUTLAB_OUTPUT_DIR"
 ENV_LOCAL_CONFIG = "SHORTCUTLAB_LOCAL_CONFIG"
 
 
-@lru_cache(maxsize=None)
 def local_config(path=None) -> dict:
-    """Machine-specific settings (data roots, output root); empty when the file does not exist."""
-    path = Path(path or os.environ.get(ENV_LOCAL_CONFIG) or LOCAL_CONFIG)
+    """Machine-specific settings (data roots, output root); empty when the file does not exist. Read
+    from ``path``, else ``$SHORTCUTLAB_LOCAL_CONFIG``, else ``config_files/local_config.yaml``, as they
+    are now: the parsed file is memoised by its path and modification time, so an edit or another
+    environment variable is seen by the next call."""
+    path = Path(path or os.environ.get(ENV_LOCAL_CONFIG) or LOCAL_CONFIG).resolve()
     if not path.is_file():
         return {}
+    return _read_local_config(path, path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _read_local_config(path, modified) -> dict:
     content = yaml.safe_load(path.read_text()) or {}
     if not isinstance(content, dict):
         raise ConfigError(path, "<top level>", "a mapping", type(content).__name__)

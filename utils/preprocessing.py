@@ -310,7 +310,7 @@ def preprocess(config, splits=None, force=False, on_batch=None, progress=True):
     if not config.ckpt_path:
         raise UserError("'ckpt_path': preprocessing needs the checkpoint of the model under audit")
     require_checkpoint(config)
-    context = get_context(config.device)
+    context = get_context()
     data = get_dataset_from_config(config)
     in_channels = data.train.load_raw(0).shape[0]
     model = get_model_for_config(config, data.n_classes, in_channels=in_channels)

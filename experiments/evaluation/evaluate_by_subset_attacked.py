@@ -4,7 +4,7 @@ accuracy, DeLong for the AUROC of the class the artifact is evidence for):
 ``python -m experiments.evaluation.evaluate_by_subset_attacked --config_file F`` (a mitigation config)."""
 from experiments.evaluation._common import parse_config
 from utils.cli import main_entry
-from utils.evaluation.steps import evaluate_by_subset, evaluation_dir, paired_rows, subset_rows
+from utils.evaluation.steps import evaluate_by_subset, evaluation_dir, original_and_corrected_rows, paired_rows
 from utils.table import format_table
 
 
@@ -12,7 +12,7 @@ from utils.table import format_table
 def main(argv=None):
     config = parse_config(__doc__, argv)
     results = evaluate_by_subset(config)
-    print(format_table(subset_rows(results)))
+    print(format_table(original_and_corrected_rows(results)))
     if results.get("paired_tests"):
         print("\nCorrected vs original on the same samples (p < 0.05: a significant difference):")
         print(format_table(paired_rows(results)))

@@ -35,7 +35,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     config = load_config(args.config_file, AuditConfig)
     splits = None if args.split is None else (list(SPLITS) if args.split == "all" else [args.split])
-    context = get_context(config.device)
+    context = get_context()
     if context.is_main:
         save_resolved_config(config, step_dir(config, "preprocessing"))
     results = preprocess(config, splits=splits, force=args.force_recompute)

@@ -2,13 +2,15 @@
 
 A method is a class registered with ``@register_correction("Name")``. Its life cycle:
 
-0. ``refusal(config)`` when the config is validated: a method that cannot handle the model family
-   says so in one line (e.g. heatmap losses on a model without differentiable LRP);
+0. when the config is validated: ``defaults`` fill the config keys the user left unset (e.g. ISNet's
+   gradient clipping), and ``refusal(config)`` says in one line why a method cannot handle the model
+   family (e.g. heatmap losses on a model without differentiable LRP); ``starts_from_scratch(config)``
+   says whether it trains a fresh model instead of correcting a checkpoint;
 1. ``prepare(ctx)`` once, with the model to correct and the data (fit CAVs, register hooks, ...);
 2. if ``trains``: the shared :class:`~model_training.trainer.Trainer` fine-tunes the model; on every
    batch it gets the logits from ``forward(model, x)`` and calls ``extra_loss(model, batch, logits)``
    (``batch`` = x, y, artifact mask, foreground mask, has-mask flag; x is the tensor the logits were
-   computed from);
+   computed from, in the graph when ``input_requires_grad``);
 3. ``finish(model)`` removes training-only hooks;
 4. ``state()`` (tensors and plain values) is stored in the corrected checkpoint, and
    ``attach(model, state, layer_name)`` rebuilds whatever the corrected model needs beyond its
@@ -79,7 +81,8 @@ class Correction:
     name = "base"
     strength = None  # the config key that sets how strongly the method corrects (what ``sweep`` varies)
     trains = True  # False: training-free (the model is saved right after prepare)
-    grad_clip = None  # default gradient-norm clipping of the method (the config can override)
+    defaults = {}  # config key -> the method's value when the config leaves it unset (None)
+    input_requires_grad = False  # the loss differentiates w.r.t. the input: the Trainer puts x into the graph
 
     def __init__(self, config):
         self.config = config
@@ -95,6 +98,11 @@ class Correction:
         """One line on why this method cannot correct ``config.model_name`` as configured, naming what
         works instead; ``None`` if it can. Checked when the config is validated, before any work."""
         return None
+
+    @classmethod
+    def starts_from_scratch(cls, config):
+        """Whether the method trains a freshly initialised model instead of correcting ``ckpt_path``."""
+        return False
 
     def prepare(self, ctx: CorrectionContext):
         """Set the method up before training (default: nothing)."""

@@ -125,12 +125,16 @@ VARIANTS = {"original": _original, "selective": _selective, "stochastic": _stoch
 @register_correction("ISNet")
 class ISNet(Correction):
     strength = "A"  # the weight of the background-relevance loss
-    grad_clip = 1.0
+    defaults = {"grad_clip": 1.0}  # recommended by Faster ISNet: LRP losses have spiky gradients
     fallback = None  # multi-label: the class a sample without positive label explains (set by prepare)
 
     @classmethod
     def label(cls, config):
         return f"ISNet {config.variant}" + (" deep" if config.deep_supervision else "")
+
+    @classmethod
+    def starts_from_scratch(cls, config):
+        return config.from_scratch
 
     @classmethod
     def refusal(cls, config):

@@ -52,6 +52,7 @@ from model_training.corrections.base import Correction, register_correction
 from models import get_model_spec
 from utils.distributed import get_context
 from utils.errors import UserError
+from utils.evaluation.relevance import relevance_share
 from utils.labels import explained_labels, explained_output, log_probabilities
 from utils.lrp.attribution import get_attributor
 from utils.lrp.differentiable import (DifferentiableLRP, input_bounds,
@@ -79,7 +80,8 @@ def _share(grad, mask):
 
 
 def _positive_share(relevance, mask):
-    return _inside(relevance.sum(1).clamp(min=0), mask)
+    # the evaluation's artifact relevance; a heatmap without positive relevance adds no penalty
+    return torch.nan_to_num(relevance_share(relevance, mask.amax(1)), nan=0.0)
 
 
 PENALTIES = {"squared": _squared, "cosine": _cosine, "share": _share, "positive_share": _positive_share}
@@ -103,8 +105,10 @@ class _InputGradient:
     def refusal(config):
         return None  # autograd explains every model
 
+    input_requires_grad = True  # the Trainer puts x into the graph
+
     def __init__(self, ctx, config):
-        ctx.extras["input_requires_grad"] = True  # the Trainer puts x into the graph
+        """Nothing to set up: autograd explains every model."""
 
     def forward(self, model, x):
         return model(x)
@@ -180,6 +184,7 @@ class RRR(Correction):
 
     def prepare(self, ctx):
         self.explanation = EXPLANATIONS[self.config.rrr_explanation](ctx, self.config)
+        self.input_requires_grad = getattr(self.explanation, "input_requires_grad", False)
 
     def forward(self, model, x):
         return self.explanation.forward(model, x)

@@ -20,7 +20,7 @@ from model_training.corrections.data import (MaskedTrainingSet, correction_split
 from model_training.corrections.layers import freeze_up_to
 from model_training.corrections.loading import load_corrected_model
 from model_training.corrections.selection import CleanBudget, SubsetValidation, accuracies
-from model_training.trainer import Trainer, training_seed
+from model_training.trainer import Trainer, TrainingHooks, training_seed
 from models import get_model, get_model_spec, layer_for_config
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.config import save_resolved_config
@@ -50,7 +50,7 @@ def correction_inputs(config) -> dict:
     """The identities of the files a correction starts from besides its data: the original checkpoint and,
     with ``source_masks: localization``, the localization masks. A finished or stopped run is reused only
     while they are unchanged (:func:`model_training.corrections.runs.run_metrics`, ``Trainer.resume``)."""
-    from_scratch = config.method == "ISNet" and config.from_scratch
+    from_scratch = get_correction_method(config.method).starts_from_scratch(config)
     inputs = {"original": None if from_scratch else file_identity(config.ckpt_path)}
     if config.source_masks == "localization":
         inputs["localization"] = localization_identity(config)
@@ -89,7 +89,7 @@ def original_validation(config, model, splits, device):
     """The original model's metrics on the validation subsets (cached per checkpoint: every correction
     of one model shares them); an untrained model's (ISNet from scratch) are computed."""
     evaluate = lambda: evaluate_subsets(model, splits.val, config.batch_size, device, config.num_workers)  # noqa: E731
-    if config.method == "ISNet" and config.from_scratch:
+    if get_correction_method(config.method).starts_from_scratch(config):
         return evaluate()
     # read back from strict JSON, a missing number (a multi-label majority rate) is null: NaN again
     return nan_for_null(cached_original(config, "val_subsets", {"data": data_key(config, splits)}, evaluate))
@@ -102,7 +102,7 @@ def run_correction(config, overwrite=False, resume=False, strict_resume=True):
     run with the same settings and inputs; otherwise ``strict_resume`` stops with one line naming the
     differences, else the correction starts afresh."""
     out_dir = mitigation_dir(config)
-    with folder_lock(out_dir, enabled=get_context(config.device).is_main):
+    with folder_lock(out_dir, enabled=get_context().is_main):
         return _run_correction(config, out_dir, overwrite, resume, strict_resume)
 
 
@@ -112,13 +112,14 @@ def _run_correction(config, out_dir, overwrite, resume, strict_resume):
         raise UserError(f"{out_dir} already holds a corrected model; pass --overwrite to correct again")
     if config.artifact is None:
         raise UserError("'artifact': the mitigation step needs the artifact to unlearn")
-    context = get_context(config.device)
+    context = get_context()
     device = training_device(context, config.device)
     torch.manual_seed(training_seed(config))
     splits = correction_splits(config)
     in_channels = splits.train.load_raw(0).shape[0]
     inputs = {**correction_inputs(config), "data": splits.identity()}
-    from_scratch = config.method == "ISNet" and config.from_scratch
+    method = get_correction_method(config.method)(config)
+    from_scratch = method.starts_from_scratch(config)
     model = get_model(config.model_name, splits.n_classes, ckpt_path=None if from_scratch else config.ckpt_path,
                       img_size=config.img_size, in_channels=in_channels).to(device)
     # the clean budget: the original model on the validation split, before anything is attached to it
@@ -128,7 +129,6 @@ def _run_correction(config, out_dir, overwrite, resume, strict_resume):
         budget = CleanBudget(float("nan"), config.max_clean_drop, budget.majority_rate)
     ctx = build_context(config, model, splits, device)
     ctx.extras["out_dir"] = out_dir
-    method = get_correction_method(config.method)(config)
     frozen = []
     if config.freeze and not from_scratch:
         example = splits.train.normalize(splits.train.load_raw(0))[None].to(device)
@@ -140,13 +140,12 @@ def _run_correction(config, out_dir, overwrite, resume, strict_resume):
     method.prepare(ctx)
     history, epoch = [], None
     if method.trains:
-        trainer = Trainer(config, out_dir, model=model,
-                          splits=DataSplits(ctx.train_set, splits.val, splits.test), inputs=inputs)
-        trainer.extra_loss, trainer.forward = method.extra_loss, method.forward
-        trainer.input_requires_grad = ctx.extras.get("input_requires_grad", False)
-        trainer.frozen_modules = frozen + batchnorm_kept_in_eval(config, model, from_scratch)
-        trainer.grad_clip = config.grad_clip or method.grad_clip
-        trainer.validation = SubsetValidation(budget)
+        hooks = TrainingHooks(extra_loss=method.extra_loss, forward=method.forward,
+                              input_requires_grad=method.input_requires_grad,
+                              frozen_modules=frozen + batchnorm_kept_in_eval(config, model, from_scratch),
+                              grad_clip=config.grad_clip, validation=SubsetValidation(budget))
+        trainer = Trainer(config, out_dir, model=model, splits=DataSplits(ctx.train_set, splits.val, splits.test),
+                          inputs=inputs, hooks=hooks)
         last = out_dir / "checkpoints" / "last.pt"
         if resume and context.same_on_all_ranks(last.exists(), f"whether {last} exists"):
             trainer.resume(strict=strict_resume)

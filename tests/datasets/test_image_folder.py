@@ -144,8 +144,6 @@ def test_relative_data_root_export_and_training(tmp_path, monkeypatch):
 
     from datasets.export_image_folder import main as export_main
     from model_training.start_training import main as train_main
-    from utils.paths import local_config
-
     monkeypatch.chdir(tmp_path)
     (tmp_path / "source.yaml").write_text(yaml.safe_dump({"dataset_name": "synth_derm", "img_size": 16,
                                                           "dataset_options": {"n_train": 24, "n_val": 8, "n_test": 8}}))
@@ -153,15 +151,11 @@ def test_relative_data_root_export_and_training(tmp_path, monkeypatch):
     local = {"data_paths": {"image_folder": "outputs/example_image_folder"}}
     (tmp_path / "local.yaml").write_text(yaml.safe_dump(local))
     monkeypatch.setenv("SHORTCUTLAB_LOCAL_CONFIG", str(tmp_path / "local.yaml"))
-    local_config.cache_clear()
-    try:
-        training = {"dataset_name": "image_folder", "img_size": 16, "artifact": "band_aid", "num_epochs": 1,
-                    "batch_size": 8, "output_dir": "outputs"}
-        (tmp_path / "train.yaml").write_text(yaml.safe_dump(training))
-        metrics = train_main(["--config_file", "train.yaml"])
-        assert set(metrics["test"]) == {"clean", "attacked", "ch"}  # masks found: pasted subsets
-        training["data_paths"] = ["outputs/example_image_folder"]
-        (tmp_path / "train_direct.yaml").write_text(yaml.safe_dump(training))
-        assert train_main(["--config_file", "train_direct.yaml"])["test"].keys() == metrics["test"].keys()
-    finally:
-        local_config.cache_clear()
+    training = {"dataset_name": "image_folder", "img_size": 16, "artifact": "band_aid", "num_epochs": 1,
+                "batch_size": 8, "output_dir": "outputs"}
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(training))
+    metrics = train_main(["--config_file", "train.yaml"])
+    assert set(metrics["test"]) == {"clean", "attacked", "ch"}  # masks found: pasted subsets
+    training["data_paths"] = ["outputs/example_image_folder"]
+    (tmp_path / "train_direct.yaml").write_text(yaml.safe_dump(training))
+    assert train_main(["--config_file", "train_direct.yaml"])["test"].keys() == metrics["test"].keys()

@@ -75,7 +75,7 @@ def test_loss_is_finite_and_gradients_respect_freezing(tiny, tmp_path, method, o
     for module in frozen:
         module.eval()
     x, y, *rest = _batch(ctx)
-    if ctx.extras.get("input_requires_grad"):
+    if correction.input_requires_grad:
         x.requires_grad_(True)
     logits = correction.forward(model, x)  # the Trainer's forward: shared with the heatmaps where a method has one
     extra = correction.extra_loss(model, (x, y, *rest), logits)
@@ -223,6 +223,20 @@ def test_config_errors(tiny, tmp_path):
     with pytest.raises(ConfigError, match="localization_dir"):
         _config(tmp_path, ckpt, method="RRR", source_masks="localization")
     assert {"Vanilla", "RRR", "RRClarc", "PClarc", "ReactivePClarc", "ISNet"} <= set(list_corrections())
+
+
+def test_methods_own_their_defaults_and_special_cases(tiny, tmp_path):
+    _, ckpt = tiny
+    assert _config(tmp_path, ckpt, method="ISNet").grad_clip == 1.0  # ISNet's own default
+    assert _config(tmp_path, ckpt, method="ISNet", grad_clip=5.0).grad_clip == 5.0  # the user's value wins
+    assert _config(tmp_path, ckpt, method="RRR").grad_clip is None
+    isnet, rrr = get_correction_method("ISNet"), get_correction_method("RRR")
+    assert isnet.starts_from_scratch(_config(tmp_path, ckpt, method="ISNet", from_scratch=True))
+    assert not isnet.starts_from_scratch(_config(tmp_path, ckpt, method="ISNet"))
+    assert not rrr.starts_from_scratch(_config(tmp_path, ckpt, method="RRR", from_scratch=True))
+    assert _config(tmp_path, "", method="ISNet", from_scratch=True).ckpt_path == ""  # no model to correct: fine
+    with pytest.raises(ConfigError, match="ckpt_path"):
+        _config(tmp_path, "", method="RRR", from_scratch=True)  # from_scratch is ISNet's: RRR needs a model
 
 
 def test_masks_from_localization_output(tiny, tmp_path):

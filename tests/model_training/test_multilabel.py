@@ -190,7 +190,6 @@ def test_correction_and_evaluation_on_multi_hot_labels(multilabel, monkeypatch, 
     splits, _, root = multilabel
     monkeypatch.setattr(run, "correction_splits", lambda config: splits)
     monkeypatch.setattr(steps, "correction_splits", lambda config: splits)
-    steps._SPLITS.clear()
     config = _config(root, method, options)
     torch.manual_seed(0)
     _, metrics = run.run_correction(config)

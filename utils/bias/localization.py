@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from utils.errors import UserError
+from utils.evaluation.relevance import relevance_share
 from utils.io import atomic_path, read_json
 from utils.layout import along_channels
 from utils.registry import Registry
@@ -289,14 +290,10 @@ def iou(mask, target) -> float:
 
 
 def artifact_relevance(heatmap, target) -> float:
-    """Share of the positive relevance inside the target mask: ``sum(R+ * M) / sum(R+)``.
-
-    A heatmap without positive relevance scores 0: it points at nothing, so not at the artifact
-    either (NaN would silently drop the failures from the mean).
-    """
-    positive = torch.as_tensor(heatmap).float().clamp(min=0)
-    total = positive.sum().item()
-    return 0.0 if total == 0 else (positive * torch.as_tensor(target).bool()).sum().item() / total
+    """One heatmap's share of positive relevance inside ``target``
+    (:func:`utils.evaluation.relevance.relevance_share`: NaN without positive relevance)."""
+    heatmap, target = torch.as_tensor(heatmap).float(), torch.as_tensor(target).bool()
+    return float(relevance_share(heatmap[None], target[None])[0])
 
 
 # --- files --------------------------------------------------------------------------------------

@@ -149,6 +149,7 @@ def evaluate_localization(config, splits, artifact, loc_dir):
     summary = {"artifact": artifact, "split": index["split"], "layer": index.get("layer"), "n": len(rows)}
     for key in ("iou", "artifact_relevance"):
         values = np.array([r[key] for r in rows], dtype=np.float64)
+        summary[f"{key}_n"] = int(np.isfinite(values).sum())  # samples that have a value (NaN: nothing to score)
         summary[f"{key}_mean"] = float(np.nanmean(values))
         summary[f"{key}_median"] = float(np.nanmedian(values))
         summary[f"{key}_se"] = float(np.nanstd(values, ddof=1) / np.sqrt(np.isfinite(values).sum())) if len(values) > 1 else float("nan")

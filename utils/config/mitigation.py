@@ -81,7 +81,8 @@ class MitigationConfig(TrainingConfig):
     batchnorm_statistics: Literal["auto", "train", "frozen"] = Field(
         "auto", description="BatchNorm running statistics while correcting: updated (train), kept (frozen), or "
         "auto = frozen when a trained model is fine-tuned, train for ISNet from scratch")
-    grad_clip: float | None = Field(None, gt=0, description="gradient-norm clipping (ISNet default 1.0)")
+    grad_clip: float | None = Field(None, gt=0, description="gradient-norm clipping (None: the method's default, "
+                                     "1.0 for ISNet, none for the others)")
 
     # --- re-evaluation ----------------------------------------------------------------------
     eval_splits: list[Literal["val", "test"]] = Field(["val", "test"], description="splits of re-evaluation")
@@ -115,8 +116,9 @@ class MitigationConfig(TrainingConfig):
             raise ValueError(f"sweep_epochs: at most num_epochs ({self.num_epochs}), got {self.sweep_epochs}")
         if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: each seed once, got {self.seeds}")
-        if not self.ckpt_path and not (self.method == "ISNet" and self.from_scratch):
+        if not self.ckpt_path and not method.starts_from_scratch(self):
             raise ValueError("'ckpt_path' (the model to correct) is required")
-        if self.grad_clip is None and self.method == "ISNet":
-            self.grad_clip = 1.0  # recommended by Faster ISNet: LRP losses have spiky gradients
+        for key, value in method.defaults.items():  # the method's own defaults for keys the user left unset
+            if getattr(self, key) is None:
+                setattr(self, key, value)
         return self

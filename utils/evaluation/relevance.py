@@ -29,8 +29,16 @@ def dilate(mask, pixels):
 
 
 def relevance_share(heatmap, mask):
-    """Per sample ``sum(R+ * M) / sum(R+)`` with R summed over channels; NaN without positive relevance."""
-    positive = heatmap.sum(1).clamp(min=0) if heatmap.dim() == 4 else heatmap.clamp(min=0)
+    """The artifact relevance of each sample: ``sum(R+ * M) / sum(R+)``, the share of the positive relevance
+    that lies inside the mask. ``heatmap`` has the shape of ``mask`` (N, ...) or one more axis after the
+    first, the channels, which are summed first. The one definition used by the evaluation, the
+    localization report and RRR's ``positive_share`` penalty.
+
+    A heatmap without positive relevance scores NaN: it points at nothing, and a 0 would reward exactly
+    the broken model whose relevance vanished; callers count such samples instead of averaging them in.
+    """
+    relevance = heatmap.sum(1) if heatmap.dim() == mask.dim() + 1 else heatmap
+    positive = relevance.clamp(min=0)
     total = positive.flatten(1).sum(1)
     inside = (positive * mask.to(positive)).flatten(1).sum(1)
     return torch.where(total > 0, inside / total.clamp(min=1e-30), torch.full_like(total, float("nan")))

@@ -28,11 +28,12 @@ def correct_all(configs, log=print):
 def correct_and_evaluate(configs, everything=False, max_clean_drop=None, log=print) -> Comparison:
     correct_all(configs, log)
     every_run = [run for config in configs for run in correction_runs.expand(config)]
+    data = steps.SplitCache()  # the runs evaluate one model's corrections: their data is loaded once
     for run in every_run:
         for name in missing_evaluations(run, everything=False):
-            STEPS[name](run)
+            STEPS[name](run, data)
     comparison = Comparison(configs, max_clean_drop)
     for run in every_run if everything else comparison.chosen_runs():
         for name in missing_evaluations(run, everything=True):
-            STEPS[name](run)
+            STEPS[name](run, data)
     return Comparison(configs, max_clean_drop)

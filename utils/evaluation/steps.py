@@ -24,6 +24,7 @@ from utils.labels import explained_labels, label_batch, label_names
 from utils.layout import channel_axis
 from utils.locks import folder_lock
 from utils.metrics import classification_metrics, predict_subsets
+from utils.metrics import subset_rows
 from utils.paths import step_dir
 
 
@@ -38,45 +39,53 @@ def _locked(step):
 
     Files of the folder computed from other models than the run's checkpoints now are removed first, and
     the models' identities are recorded after the step (``evaluated.json``), so an evaluation is never
-    reused for a model it did not measure."""
+    reused for a model it did not measure. ``data``: the :class:`SplitCache` of the comparison the step
+    is part of (None: the step loads its data)."""
 
     @functools.wraps(step)
-    def run(config):
+    def run(config, data=None):
         folder = step_dir(config, "evaluation")
         with folder_lock(folder):
             if stale_evaluations(config):
                 for name in (*EVALUATIONS, EVALUATED):
                     (folder / name).unlink(missing_ok=True)
-            result = step(config)
+            result = step(config, data)
             write_json(folder / EVALUATED, evaluated_models(config))
             return result
 
     return run
 
 
-_SPLITS = {}  # the data of the last config evaluated in this process: comparing several corrections of one
-# model (compare_methods, the pipeline) re-renders nothing, as the splits keep their rendered samples
+class SplitCache:
+    """The data of the configs evaluated together, owned by whoever evaluates several corrections of one
+    model (:func:`utils.evaluation.runner.correct_and_evaluate`): the splits keep their rendered samples,
+    so the comparison renders nothing twice. Holds one data set at a time; a step called without one
+    loads its data afresh."""
+
+    def __init__(self):
+        self._key, self._splits = None, None
+
+    def splits(self, config):
+        key = json.dumps({**data_key(config), "data_paths": config.data_paths, "source_masks": config.source_masks,
+                          "localization_dir": config.localization_dir}, sort_keys=True, default=str)
+        if key != self._key:
+            self._key, self._splits = key, correction_splits(config)
+        return self._splits
 
 
-def _setup(config):
-    device = resolve_device(config.device)
-    key = json.dumps({**data_key(config), "data_paths": config.data_paths, "source_masks": config.source_masks,
-                      "localization_dir": config.localization_dir}, sort_keys=True, default=str)
-    if key not in _SPLITS:
-        _SPLITS.clear()
-        _SPLITS[key] = correction_splits(config)
-    return device, _SPLITS[key]
+def _setup(config, data):
+    return resolve_device(config.device), (data or SplitCache()).splits(config)
 
 
 # --- 1. accuracy by subset -----------------------------------------------------------------------
 @_locked
-def evaluate_by_subset(config):
+def evaluate_by_subset(config, data=None):
     """Accuracy (± SE), macro-F1 and per-class AUROC on clean/attacked/ch of each eval split, and the
     paired tests of corrected vs original on the same samples (McNemar for accuracy, DeLong for the
     AUROC of the class the artifact is evidence for). Multi-label: accuracy over every label decision
     at 0.5 (``utils.metrics``); both paired tests are about the biased class's label alone
     (:func:`utils.evaluation.stats.paired_tests`)."""
-    device, splits = _setup(config)
+    device, splits = _setup(config, data)
 
     def run(model):
         return {split: {mode: {"logits": logits.tolist(), "labels": labels.tolist()} for mode, (logits, labels)
@@ -102,15 +111,10 @@ def evaluate_by_subset(config):
     return results
 
 
-def subset_rows(results):
-    rows = []
-    for model, by_split in ((m, results[m]) for m in ("original", "corrected") if m in results):
-        for split, subsets in by_split.items():
-            for subset, m in subsets.items():
-                rows.append({"model": model, "split": split, "subset": subset, "n": m["n"], "accuracy": m["accuracy"],
-                             "± se": m["accuracy_se"], "macro_f1": m["macro_f1"],
-                             **{f"auroc {k}": v for k, v in m["per_class_auroc"].items()}})
-    return rows
+def original_and_corrected_rows(results):
+    """The table of :func:`evaluate_by_subset`: original and corrected model, each split and subset."""
+    return [row for model in ("original", "corrected") if model in results
+            for row in subset_rows(results[model], model=model)]
 
 
 def paired_rows(results):
@@ -129,11 +133,11 @@ def paired_rows(results):
 
 # --- 2. artifact relevance -----------------------------------------------------------------------
 @_locked
-def compute_artifact_relevance(config):
+def compute_artifact_relevance(config, data=None):
     """Share of positive relevance (true label; multi-label: :mod:`utils.labels`) inside the dilated
     artifact mask, attacked test samples, and the share of the same region on the same samples without
     the artifact (the floor)."""
-    device, splits = _setup(config)
+    device, splits = _setup(config, data)
     dataset, without = splits.test.with_mode("attacked"), splits.test.with_mode("clean")
     indices = artifact_samples(dataset, config.artifact, config.eval_max_samples)
     fallback = _fallback_class(splits, config)
@@ -164,9 +168,9 @@ def _fallback_class(splits, config):
 
 # --- 3. TCAV -------------------------------------------------------------------------------------
 @_locked
-def measure_tcav(config):
+def measure_tcav(config, data=None):
     """TCAV of both models against the original model's CAV and against a CAV refit per model."""
-    device, splits = _setup(config)
+    device, splits = _setup(config, data)
     layer = layer_for_config(config)
     axis = channel_axis(get_model_spec(config.model_name))
     train = splits.train
@@ -215,13 +219,13 @@ def tcav_rows(results):
 
 # --- 4. heatmaps -----------------------------------------------------------------------------------
 @_locked
-def plot_heatmaps(config):
+def plot_heatmaps(config, data=None):
     """Original vs corrected heatmaps (true label; multi-label: :mod:`utils.labels`) of attacked test
     samples, shared colour scale."""
     from utils.evaluation.figures import heatmap_comparison
     from utils.lrp.attribution import get_attributor
 
-    device, splits = _setup(config)
+    device, splits = _setup(config, data)
     dataset = splits.test.with_mode("attacked")
     indices = artifact_samples(dataset, config.artifact, config.n_heatmaps)
     x = torch.stack([dataset.normalize(dataset.load_raw(int(i))) for i in indices]).to(device)

@@ -83,7 +83,7 @@ def data_step(ctx):
 @pipeline_step("train", depends=("data",), title="Model training",
                inputs=lambda ctx: {"ckpt_path": ctx.config.ckpt_path, **_dump(training_config(ctx))})
 def train_step(ctx):
-    from model_training.start_training import subset_rows
+    from utils.metrics import subset_rows
     from model_training.trainer import run_training
 
     if ctx.config.ckpt_path:  # audit an existing model
@@ -96,7 +96,7 @@ def train_step(ctx):
         device = resolve_device(config.device)
         test = evaluate_subsets(model.to(device), splits(ctx).test, config.batch_size, device)
         return {"ckpt_path": ctx.config.ckpt_path, "text": [f"Audited checkpoint: {ctx.config.ckpt_path}."],
-                "tables": {"Original model: test accuracy by subset": subset_rows({"test": test})},
+                "tables": {"Original model: test accuracy by subset": subset_rows({"test": test}, auroc_columns=False)},
                 "figures": {}, "metrics": {"test": test}, "trusted": [ctx.config.ckpt_path]}
     out_dir, metrics = run_training(training_run_config(ctx), resume=True)
     test = metrics["test"]
@@ -110,7 +110,7 @@ def train_step(ctx):
             "artifact, so there is no clean/attacked subset."]
     best = str(out_dir / "checkpoints" / "best.pt")
     return {"ckpt_path": best, "trusted": [best], "text": text,
-            "tables": {"Original model: test accuracy by subset": subset_rows({"test": test}),
+            "tables": {"Original model: test accuracy by subset": subset_rows({"test": test}, auroc_columns=False),
                        "Per-class test accuracy": [{"subset": s, **m["per_class_accuracy"]} for s, m in test.items()]},
             "figures": {"Training curves": str(out_dir / "training_curves.png")},
             "metrics": {"test": test, "best_epoch": metrics["best_epoch"]}}

@@ -58,7 +58,23 @@ def test_artifact_relevance():
     heatmap = torch.tensor([[2.0, -1.0], [1.0, 1.0]])
     target = torch.tensor([[True, True], [False, False]])
     assert artifact_relevance(heatmap, target) == pytest.approx(0.5)
-    assert artifact_relevance(torch.zeros(2, 2), target) == 0.0
+    # no positive relevance: nothing to score (a 0 would reward a model whose relevance vanished)
+    assert np.isnan(artifact_relevance(-torch.ones(2, 2), target))
+
+
+def test_one_artifact_relevance_for_localization_evaluation_and_rrr():
+    from model_training.corrections.rrr import PENALTIES
+    from utils.evaluation.relevance import relevance_share
+
+    torch.manual_seed(0)
+    relevance = torch.randn(4, 3, 6, 6)
+    relevance[3] = -relevance[3].abs()  # one heatmap without positive relevance
+    mask = torch.rand(4, 6, 6) > 0.6
+    batch = relevance_share(relevance, mask)
+    single = [artifact_relevance(r.sum(0), m) for r, m in zip(relevance, mask)]
+    assert np.allclose(batch[:3].numpy(), single[:3]) and np.isnan(single[3]) and torch.isnan(batch[3])
+    penalty = PENALTIES["positive_share"](relevance, mask[:, None].float())
+    assert torch.allclose(penalty[:3], batch[:3]) and penalty[3] == 0  # training: no relevance, no penalty
 
 
 # --- mask clean-up ----------------------------------------------------------------------------
