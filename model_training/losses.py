@@ -5,6 +5,7 @@ from torch import nn
 
 from utils.distributed import get_context
 from utils.errors import UserError
+from utils.registry import Registry
 
 
 def _class_weights(counts):
@@ -28,11 +29,11 @@ class WeightedCrossEntropy(nn.CrossEntropyLoss):
         return context.mean_share(weighted, total_weight)
 
 
-LOSSES = {
+LOSSES = Registry("loss", {
     "cross_entropy": lambda counts: nn.CrossEntropyLoss(),
     "weighted_cross_entropy": lambda counts: WeightedCrossEntropy(weight=_class_weights(counts)),
     "bce": lambda counts: nn.BCEWithLogitsLoss(),  # multi-label targets (N, K) in {0, 1}
-}
+})
 
 
 MULTI_LABEL = {"bce"}  # the losses that read multi-hot (N, K) targets; the others read one class per sample

@@ -42,12 +42,13 @@ from utils.metrics import evaluate, evaluate_subsets
 from utils.paths import step_dir
 from utils.provenance import provenance
 from utils.wandb_logging import RunLogger
+from utils.registry import Registry
 
-OPTIMIZERS = {
+OPTIMIZERS = Registry("optimizer", {
     "sgd": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay),
     "adam": lambda params, c: torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay),
     "adamw": lambda params, c: torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay),
-}
+})
 
 
 def training_dir(config):

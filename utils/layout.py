@@ -6,9 +6,11 @@ localization all pool, project and broadcast through these helpers, so a CAV fit
 has the same C entries as the features of every other step. Which layout a model has is data of
 its family (``ModelSpec.explanation``), not a branch at each call site.
 
-Only torch is imported here: preprocessing, the corrections and the evaluation all import it.
+Only torch and the registry class are imported here: preprocessing, the corrections and the evaluation all import it.
 """
 import torch
+
+from utils.registry import Registry
 
 
 def channel_axis(spec) -> int:
@@ -26,7 +28,7 @@ def channels_second(tensor, axis=1) -> torch.Tensor:
 
 
 # the pooled activations a CAV is fit on (config key ``cav_mode``), on the (N, C, L) view
-POOLINGS = {"cavs_max": lambda flat: flat.amax(-1), "cavs_mean": lambda flat: flat.mean(-1)}
+POOLINGS = Registry("cav_mode", {"cavs_max": lambda flat: flat.amax(-1), "cavs_mean": lambda flat: flat.mean(-1)})
 
 
 def pool(activation, mode, axis=1) -> torch.Tensor:

@@ -33,6 +33,7 @@ from utils.locks import folder_lock
 from utils.lrp.attribution import get_attributor
 from utils.paths import step_dir
 from utils.missing_checkpoint import require_checkpoint
+from utils.registry import Registry
 
 EPS = 1e-12
 
@@ -88,7 +89,7 @@ def _prediction_targets(labels, logits_fn):
     return logits_fn().argmax(1)
 
 
-TARGET_RULES = {"label": _label_targets, "prediction": _prediction_targets}
+TARGET_RULES = Registry("heatmap target", {"label": _label_targets, "prediction": _prediction_targets})
 
 
 # --- the store's identity ----------------------------------------------------------------------

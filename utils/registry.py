@@ -1,6 +1,7 @@
 """One small registry class for every "name -> implementation" table of the project.
 
-``REG = Registry("clustering")``; ``@REG.register("kmeans")`` adds an entry (a second entry under
+``REG = Registry("clustering")``; ``@REG.register("kmeans")`` adds an entry (a fixed table can be
+given at once: ``Registry("rrr_penalty", {"squared": ..., "share": ...})``) (a second entry under
 one name is refused: two modules silently replacing each other's method is a bug); ``REG.get(name)``
 returns it, or stops with one line naming the unknown name, the closest valid one and all valid
 names; ``REG.names()`` lists them (sorted). Entries are added when the module defining them is
@@ -12,9 +13,11 @@ from utils.errors import UserError
 
 
 class Registry:
-    def __init__(self, kind):
+    def __init__(self, kind, entries=None):
         self.kind = kind  # what an entry is, for messages ("model", "correction method", ...)
         self._entries = {}
+        for name, entry in (entries or {}).items():
+            self.register(name, entry)
 
     def register(self, name, entry=None):
         """Decorator adding ``entry`` under ``name`` (or, given ``entry``, add it at once)."""

@@ -20,6 +20,7 @@ from model_training.trainer import training_seed
 from utils.distributed import get_context
 from utils.labels import explained_labels, explained_output, log_probabilities
 from utils.layout import pool
+from utils.registry import Registry
 
 
 def _all_logits_random(logits, y, generator=None):
@@ -38,7 +39,7 @@ def _target(logits, y, generator=None):
     return explained_output(logits, y).sum()
 
 
-CRITERIA = {"all_logits_random": _all_logits_random, "logprobs": _logprobs, "target": _target}
+CRITERIA = Registry("criterion", {"all_logits_random": _all_logits_random, "logprobs": _logprobs, "target": _target})
 
 
 def rrclarc_penalty(activation, logits, y, direction, criterion="all_logits_random", generator=None, axis=1):

@@ -58,6 +58,7 @@ from utils.lrp.attribution import get_attributor
 from utils.lrp.differentiable import (DifferentiableLRP, input_bounds,
                                       unsupported_reason as differentiable_lrp_unsupported)
 from utils.lrp.fast.backend import FastBackend, batch_norm_statistics
+from utils.registry import Registry
 
 
 def _squared(grad, mask):
@@ -84,7 +85,8 @@ def _positive_share(relevance, mask):
     return torch.nan_to_num(relevance_share(relevance, mask.amax(1)), nan=0.0)
 
 
-PENALTIES = {"squared": _squared, "cosine": _cosine, "share": _share, "positive_share": _positive_share}
+PENALTIES = Registry("rrr_penalty", {"squared": _squared, "cosine": _cosine, "share": _share,
+                                      "positive_share": _positive_share})
 
 
 def masked_mean(penalty, has_mask):
@@ -171,7 +173,8 @@ class _CompositeLRP:
         return self.explainer.differentiable_heatmap(x, explained_labels(y, self.fallback), self.statistics)
 
 
-EXPLANATIONS = {"gradient": _InputGradient, "lrp": _EpsilonLRP, "lrp_composite": _CompositeLRP}
+EXPLANATIONS = Registry("rrr_explanation", {"gradient": _InputGradient, "lrp": _EpsilonLRP,
+                                             "lrp_composite": _CompositeLRP})
 
 
 @register_correction("RRR")

@@ -48,5 +48,22 @@ def test_the_project_registries_use_it():
     from utils.pipeline import steps  # noqa: F401  (registers the steps)
     from utils.pipeline.runner import STEPS
 
-    for registry in (ARTIFACTS, DATASETS, CORRECTIONS, MODELS, CAV_METHODS, BACKENDS, STEPS):
+    from model_training.corrections.rrclarc import CRITERIA
+    from model_training.corrections.rrr import EXPLANATIONS, PENALTIES
+    from model_training.losses import LOSSES
+    from model_training.trainer import OPTIMIZERS
+    from utils.evaluation.runner import STEPS as EVALUATION_STEPS
+    from utils.layout import POOLINGS
+    from utils.preprocessing import TARGET_RULES
+    from utils.reveal.spray import SPACES
+
+    for registry in (ARTIFACTS, DATASETS, CORRECTIONS, MODELS, CAV_METHODS, BACKENDS, STEPS, CRITERIA, EXPLANATIONS,
+                     PENALTIES, LOSSES, OPTIMIZERS, EVALUATION_STEPS, POOLINGS, TARGET_RULES, SPACES):
         assert isinstance(registry, Registry) and len(registry) > 0
+
+
+def test_a_fixed_table_is_given_at_once_and_still_refuses_duplicates():
+    registry = Registry("rrr_penalty", {"squared": abs, "share": len})
+    assert registry.names() == ["share", "squared"] and registry["share"] is len
+    with pytest.raises(UserError, match="unknown rrr_penalty 'shar' \\(did you mean 'share'\\?\\)"):
+        registry.get("shar")

@@ -11,9 +11,12 @@ evaluations are reused; the evaluations of a run trained anew are redone.
 from model_training.corrections import runs as correction_runs
 from utils.evaluation import steps
 from utils.evaluation.compare import EVALUATED, EVALUATIONS, Comparison, evaluation_dir, missing_evaluations
+from utils.registry import Registry
 
-STEPS = {"subsets.json": steps.evaluate_by_subset, "artifact_relevance.json": steps.compute_artifact_relevance,
-         "tcav.json": steps.measure_tcav, "heatmaps.png": steps.plot_heatmaps}
+# each evaluation by the file it writes
+STEPS = Registry("evaluation", {"subsets.json": steps.evaluate_by_subset,
+                                "artifact_relevance.json": steps.compute_artifact_relevance,
+                                "tcav.json": steps.measure_tcav, "heatmaps.png": steps.plot_heatmaps})
 
 
 def correct_all(configs, log=print):

@@ -16,6 +16,7 @@ from utils.reveal.embedding import embed_2d, knn_affinity, spectral_embedding
 from utils.reveal.outliers import lof, ranking
 from utils.reveal.results import ranked_samples, write_result
 from utils.reveal.store_views import class_mask, open_store
+from utils.registry import Registry
 
 
 def _input_space(store, config):
@@ -27,7 +28,7 @@ def _latent_space(store, config):
     return store.features(layer, config.spray_feature), layer
 
 
-SPACES = {"input": _input_space, "latent": _latent_space}
+SPACES = Registry("spray space", {"input": _input_space, "latent": _latent_space})
 
 
 def normalise_rows(features):
