@@ -84,6 +84,12 @@ class BaseDataset(torch.utils.data.Dataset):
     def n_classes(self):
         return len(self.class_names)
 
+    @property
+    def in_channels(self):
+        """Channels of a sample (colour channels of an image, leads of a signal): what a model's first layer
+        takes."""
+        return int(self.load_raw(0).shape[0])
+
     def __len__(self):
         return len(self.sample_ids)
 
@@ -139,6 +145,10 @@ class DataSplits:
     @property
     def n_classes(self):
         return self.train.n_classes
+
+    @property
+    def in_channels(self):
+        return self.train.in_channels
 
     def get(self, split) -> BaseDataset:
         return {"train": self.train, "val": self.val, "test": self.test}[split]

@@ -7,10 +7,9 @@ depends on: a second run with the same config does no work again, and a stopped 
 Outputs: ``<output_dir>/pipeline/<dataset>/<model>/<config name>/report.html``, ``report.md`` and
 ``metrics.json``.
 """
-import argparse
 import time
 
-from utils.cli import main_entry
+from utils.cli import config_parser, main_entry
 from utils.config import load_config, save_resolved_config
 from utils.locks import folder_lock
 from utils.paths import step_dir
@@ -21,8 +20,7 @@ from utils.table import format_table
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config_file", required=True, help="pipeline YAML (utils.pipeline.config.PipelineConfig)")
+    parser = config_parser(__doc__, "pipeline YAML (utils.pipeline.config.PipelineConfig)")
     parser.add_argument("--from_step", choices=list(STEPS), help="re-run this step and every later one")
     parser.add_argument("--only", choices=list(STEPS), help="re-run only this step (earlier ones must be cached)")
     return parser

@@ -133,7 +133,7 @@ class Trainer:
         self.splits.train.augment = config.augment
         self.inputs = {**training_inputs(config, self.splits), **(inputs or {})}
         self.model = model or get_model(config.model_name, self.splits.n_classes, img_size=config.img_size,
-                                        in_channels=self.splits.train.load_raw(0).shape[0],
+                                        in_channels=self.splits.in_channels,
                                         pretrained_weights=config.pretrained_weights)
         self.model.to(self.device)
         self.dist.broadcast_parameters(self.model)

@@ -6,10 +6,11 @@ import sys
 from utils.errors import UserError, worker_message
 
 
-def config_parser(description: str) -> argparse.ArgumentParser:
-    """An argument parser with the ``--config_file`` option every step takes."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config_file", required=True, help="YAML config for this step")
+def config_parser(description: str, config_help="YAML config for this step") -> argparse.ArgumentParser:
+    """An argument parser with the ``--config_file`` option every step takes; ``description`` (the entry
+    point's docstring) is shown as written."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config_file", required=True, help=config_help)
     return parser
 
 

@@ -313,7 +313,7 @@ def preprocess(config, splits=None, force=False, on_batch=None, progress=True):
     require_checkpoint(config)
     context = get_context()
     data = get_dataset_from_config(config)
-    in_channels = data.train.load_raw(0).shape[0]
+    in_channels = data.in_channels
     model = get_model_for_config(config, data.n_classes, in_channels=in_channels)
     runner = Preprocessor(config, model, training_device(context, config.device), on_batch=on_batch,
                           progress=progress and context.is_main)

@@ -178,7 +178,7 @@ class ScaleRun:
             for i in range(len(split)):
                 split.load_raw(i)
                 n += 1
-        return time.perf_counter() - start, n, data.n_classes, data.train.load_raw(0).shape[0]
+        return time.perf_counter() - start, n, data.n_classes, data.in_channels
 
     def save_untrained(self, n_classes, in_channels):
         torch.manual_seed(0)

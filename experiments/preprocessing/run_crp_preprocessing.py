@@ -7,17 +7,15 @@ maximum. Writes ``crp_refs_class<k>.json`` in the preprocessing folder (the CRP 
 and the class's relevance-pattern outlier neurons, ``crp_class<k>.json``, in the reveal folder (as
 the SpRAy and DORA steps write theirs, so ``evaluate_reveal`` finds all three after these steps).
 """
-import argparse
 
-from utils.cli import main_entry
+from utils.cli import config_parser, main_entry
 from utils.config import AuditConfig, load_config
 from utils.reveal.steps import crp_step
 from utils.table import format_table
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config_file", required=True, help="audit YAML config (utils.config.AuditConfig)")
+    parser = config_parser(__doc__, "audit YAML config (utils.config.AuditConfig)")
     return parser
 
 

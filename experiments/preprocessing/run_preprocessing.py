@@ -8,9 +8,8 @@ An interrupted run continues where it stopped; a finished store of the same sett
 Several processes: ``torchrun --nproc_per_node N -m experiments.preprocessing.run_preprocessing
 --config_file F`` (each rank computes a shard; rank 0 merges them into the same file).
 """
-import argparse
 
-from utils.cli import main_entry
+from utils.cli import config_parser, main_entry
 from utils.config import AuditConfig, load_config, save_resolved_config
 from utils.distributed import get_context
 from utils.paths import step_dir
@@ -21,8 +20,7 @@ SPLITS = ("train", "val", "test")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config_file", required=True, help="audit YAML config (utils.config.AuditConfig)")
+    parser = config_parser(__doc__, "audit YAML config (utils.config.AuditConfig)")
     parser.add_argument("--split", choices=SPLITS + ("all",), default=None,
                         help="split to preprocess; 'all' = train, val and test; default: the config's 'splits'")
     parser.add_argument("--force_recompute", action="store_true",

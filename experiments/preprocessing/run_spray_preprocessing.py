@@ -6,17 +6,15 @@ writes ``<output_dir>/reveal/<dataset>/<model>/<config>/spray_class<k>.json`` wi
 embedding's clusterings (k-means, DBSCAN, HDBSCAN, agglomerative), a t-SNE view and the samples
 ranked by Local Outlier Factor.
 """
-import argparse
 
-from utils.cli import main_entry
+from utils.cli import config_parser, main_entry
 from utils.config import AuditConfig, load_config
 from utils.reveal.steps import spray_step
 from utils.table import format_table
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config_file", required=True, help="audit YAML config (utils.config.AuditConfig)")
+    parser = config_parser(__doc__, "audit YAML config (utils.config.AuditConfig)")
     parser.add_argument("--class_indices", default=None, help="comma-separated classes, e.g. '0,1'; default: all")
     return parser
 

@@ -6,9 +6,8 @@ beside them. ``passes`` of DORA/CRP is the literal criterion (AUROC of the poole
 the AUROC in either direction and inside the artifact's class are reported beside it (see
 :mod:`utils.reveal.evaluation`). A method without results is listed as not evaluated.
 """
-import argparse
 
-from utils.cli import main_entry
+from utils.cli import config_parser, main_entry
 from utils.config import AuditConfig, load_config
 from utils.errors import UserError
 from utils.reveal.steps import TOP_K, quality_rows, reveal_quality_step
@@ -16,8 +15,7 @@ from utils.table import format_table
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config_file", required=True, help="audit YAML config (utils.config.AuditConfig)")
+    parser = config_parser(__doc__, "audit YAML config (utils.config.AuditConfig)")
     parser.add_argument("--artifact", default=None, help="annotated artifact, e.g. band_aid; default: 'artifact' key")
     parser.add_argument("--top_k", type=int, default=TOP_K, help="outlier neurons checked per DORA/CRP result")
     return parser

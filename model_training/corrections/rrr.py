@@ -136,7 +136,7 @@ class _EpsilonLRP:
 
     def __init__(self, ctx, config):
         split = ctx.splits.train
-        low, high = input_bounds(split, split.load_raw(0).shape[0])
+        low, high = input_bounds(split, split.in_channels)
         self.lrp = DifferentiableLRP(ctx.model, eps=config.epsilon, input_rule=config.input_rule,
                                      low=low[None], high=high[None])
         self.fallback = ctx.biased_class

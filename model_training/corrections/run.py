@@ -116,7 +116,7 @@ def _run_correction(config, out_dir, overwrite, resume, strict_resume):
     device = training_device(context, config.device)
     torch.manual_seed(training_seed(config))
     splits = correction_splits(config)
-    in_channels = splits.train.load_raw(0).shape[0]
+    in_channels = splits.in_channels
     inputs = {**correction_inputs(config), "data": splits.identity()}
     method = get_correction_method(config.method)(config)
     from_scratch = method.starts_from_scratch(config)

@@ -92,7 +92,7 @@ def train_step(ctx):
         from utils.metrics import evaluate_subsets
 
         config = training_config(ctx)
-        model = get_model_for_config(ctx.config, splits(ctx).n_classes, splits(ctx).train.load_raw(0).shape[0])
+        model = get_model_for_config(ctx.config, splits(ctx).n_classes, splits(ctx).in_channels)
         device = resolve_device(config.device)
         test = evaluate_subsets(model.to(device), splits(ctx).test, config.batch_size, device)
         return {"ckpt_path": ctx.config.ckpt_path, "text": [f"Audited checkpoint: {ctx.config.ckpt_path}."],

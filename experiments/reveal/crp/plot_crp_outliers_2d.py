@@ -5,17 +5,15 @@ neuron's RelMax reference samples (cropped when ``crp_crop``). Writes ``crp_clas
 ``.png`` in the reveal folder. References come from ``run_crp_preprocessing`` when it has run, else
 they are computed for the shown neurons only.
 """
-import argparse
 
-from utils.cli import main_entry
+from utils.cli import config_parser, main_entry
 from utils.config import AuditConfig, load_config
 from utils.reveal.steps import plot_crp
 from utils.table import format_table
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config_file", required=True, help="audit YAML config (utils.config.AuditConfig)")
+    parser = config_parser(__doc__, "audit YAML config (utils.config.AuditConfig)")
     parser.add_argument("--class_id", type=int, required=True, help="class whose relevance patterns are analysed")
     return parser
 

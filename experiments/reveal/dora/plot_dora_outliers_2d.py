@@ -3,17 +3,15 @@ reference signals (sAMS or real samples). Writes ``dora[_class<k>].json`` and ``
 reveal folder; reference signals come from the cache of ``run_dora_preprocessing`` (computed if
 missing).
 """
-import argparse
 
-from utils.cli import main_entry
+from utils.cli import config_parser, main_entry
 from utils.config import AuditConfig, load_config
 from utils.reveal.steps import outlier_neuron_rows, plot_dora
 from utils.table import format_table
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config_file", required=True, help="audit YAML config (utils.config.AuditConfig)")
+    parser = config_parser(__doc__, "audit YAML config (utils.config.AuditConfig)")
     parser.add_argument("--class_id", type=int, default=None,
                         help="dora_reference real_act / real_rel only: take the references from this class "
                         "(refused with sams, which do not depend on a class)")

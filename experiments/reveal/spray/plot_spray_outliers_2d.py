@@ -3,17 +3,15 @@ outlier samples with their heatmaps. Runs SpRAy first if its JSON is missing.
 
 Writes ``spray_class<k>.png`` beside ``spray_class<k>.json`` in the reveal folder.
 """
-import argparse
 
-from utils.cli import main_entry
+from utils.cli import config_parser, main_entry
 from utils.config import AuditConfig, load_config
 from utils.reveal.steps import plot_spray
 from utils.table import format_table
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config_file", required=True, help="audit YAML config (utils.config.AuditConfig)")
+    parser = config_parser(__doc__, "audit YAML config (utils.config.AuditConfig)")
     parser.add_argument("--class_id", type=int, required=True, help="class whose explanations are shown")
     return parser
 
