@@ -11,7 +11,7 @@ where every step is run). Configs hold no data paths: the root of ``<name>_attac
 """
 import yaml
 
-from config_files.generate import CONFIG_FILES
+from config_files.generate import CONFIG_FILES, grid_configs
 from models import get_model_spec
 from utils.lrp.differentiable import unsupported_reason
 
@@ -22,6 +22,11 @@ SIGNAL_MODELS = ("xresnet1d50",)
 # data set (the root the _attacked variant reads) -> models of the published experiments
 MODELS = {"isic": IMAGE_MODELS, "hyper_kvasir": IMAGE_MODELS, "chexpert": IMAGE_MODELS,
           "ptbxl": SIGNAL_MODELS, "synth_ecg": SIGNAL_MODELS}
+
+# the training grids of the real image data sets (ISIC, HyperKvasir, CheXpert): the CNNs with SGD, and a vision
+# transformer with Adam at a small learning rate (SGD at 0.005 is a setting for convolutions); not tuned on this data
+IMAGE_TRAINING_GRIDS = ({"model_name": ["vgg16", "resnet18", "resnet50"], "optimizer": ["sgd"], "lr": [0.005]},
+                        {"model_name": ["vit_b_16"], "optimizer": ["adam"], "lr": [0.0001]})
 
 # keys copied from the training config: what data, what model (and, for mitigation, the loss it was trained with)
 DATA_KEYS = ("dataset_name", "img_size", "seed", "model_name", "dataset_options", "artifacts", "artifact_type",
@@ -58,3 +63,9 @@ def data_keys(training, keys=DATA_KEYS):
 def ckpt_path(stem, training):
     """The checkpoint ``start_training`` writes for the training config ``stem``."""
     return f"outputs/training/{training['dataset_name']}/{training['model_name']}/{stem}/checkpoints/best.pt"
+
+
+def image_training_configs(base, attacked):
+    """The training configs of a real image data set: ``base`` over :data:`IMAGE_TRAINING_GRIDS`, each with its
+    ``_attacked`` variant (``attacked``: the published controlled setting's keys)."""
+    return {name: config for grid in IMAGE_TRAINING_GRIDS for name, config in grid_configs(base, grid, attacked).items()}
