@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from models.registry import ModelSpec, get_model_spec, list_models, register_model
-from models import tiny, vgg, resnet, vit, ecg  # noqa: F401  (registration side effects)
+from models import tiny, vgg, resnet, densenet, vit, ecg  # noqa: F401  (registration side effects)
 from utils.checkpoint import load_checkpoint, load_weights
 from utils.errors import UserError
 from utils.missing_checkpoint import require_checkpoint
@@ -59,6 +59,9 @@ def _load_backbone_weights(model, path):
     if not isinstance(state, dict):
         raise UserError(f"pretrained_weights: {path} holds no state dict (a mapping of layer names to tensors)")
     state = state.get("model_state_dict", state)
+    adapt = getattr(model, "adapt_state_dict", None)  # a family whose published weights use older key names
+    if adapt is not None:
+        state = adapt(state)
     own = model.state_dict()
     compatible = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not compatible:

@@ -5,10 +5,13 @@ registries turn the names into fresh zennit objects.
 """
 import torch
 from zennit.canonizers import AttributeCanonizer, SequentialMergeBatchNorm
-from zennit.composites import EpsilonAlpha2Beta1Flat, EpsilonPlus, EpsilonPlusFlat
+from zennit.composites import LAYER_MAP_BASE, EpsilonAlpha2Beta1Flat, EpsilonPlus, EpsilonPlusFlat, LayerMapComposite
 from zennit.layer import Sum
+from zennit.rules import Epsilon
+from zennit.types import Convolution
 
 from utils.errors import UserError
+from utils.lrp.canonizers import BatchNormAsConvolution, SiblingMergeBatchNorm
 
 
 class ExplicitResidualCanonizer(AttributeCanonizer):
@@ -45,18 +48,32 @@ def _torchvision_canonizer(name):
     return make
 
 
+class EpsilonComposite(LayerMapComposite):
+    """The epsilon rule on every convolution and linear layer (``epsilon``: zennit's default 1e-6), the
+    input layer included: what the differentiable LRP of ISNet and RRR computes with its gradient input
+    rule, so the three backends can be compared on one composite (zennit has no such composite)."""
+
+    def __init__(self, canonizers=None, epsilon=1e-6):
+        super().__init__(LAYER_MAP_BASE + [(Convolution, Epsilon(epsilon)), (torch.nn.Linear, Epsilon(epsilon))],
+                         canonizers=canonizers)
+
+
 CANONIZERS = {
     "vgg": _torchvision_canonizer("VGGCanonizer"),
     "resnet": _torchvision_canonizer("ResNetCanonizer"),
     "merge_batchnorm": lambda: [SequentialMergeBatchNorm()],
     # BatchNorm merged into the preceding conv of every Sequential, then the residual sum split
     "xresnet1d": lambda: [SequentialMergeBatchNorm(), ExplicitResidualCanonizer()],
+    # BatchNorm merged into the conv it follows in the same parent, every other BatchNorm (after a
+    # concatenation) a depthwise convolution with the composite's rule (utils.lrp.canonizers)
+    "densenet": lambda: [SiblingMergeBatchNorm(), BatchNormAsConvolution()],
 }
 
 COMPOSITES = {
     "epsilon_plus_flat": EpsilonPlusFlat,
     "epsilon_plus": EpsilonPlus,
     "epsilon_alpha2_beta1_flat": EpsilonAlpha2Beta1Flat,
+    "epsilon": EpsilonComposite,
 }
 
 

@@ -33,6 +33,14 @@ the loss's backward pass (through the forward and through the heatmap graph) is 
 the loss, and a training step needs no second, plain forward pass. A BatchNorm in training mode is
 then computed once (``_TrainingBatchNorm``): its backward is the exact one for the loss and the
 constant-statistics one inside heatmaps.
+
+What the network may contain is checked once, on the first forward (:func:`check_explainable`): only
+layers with a rule here, no nonlinearity computed outside a module (it would pass its plain gradient
+silently). The same check finds the linear layers whose output reaches the next linear layer without a
+ReLU between them (DenseNet: a dense layer's last convolution, feeding concatenations read by
+BatchNorms; the transitions' convolutions): their epsilon rule is applied at their output
+(``_EpsilonOutput``), so every linear layer gets its epsilon exactly once, as in zennit's epsilon
+composite. In the other registered families every linear layer ends in a ReLU and nothing changes.
 """
 import contextlib
 
@@ -41,6 +49,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from utils.errors import UserError
+from utils.lrp.explainable import trace
 
 _AFFINE = (nn.Conv1d, nn.Conv2d, nn.Linear)
 _BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -50,6 +59,19 @@ def unsupported_reason(spec):
     or the fast backend's composite), else a short description of the obstacle (the family's
     ``ModelSpec.explanation``), for a one-line refusal up front."""
     return spec.explanation.not_differentiable
+
+
+def check_explainable(model, x):
+    """Refuse, with one line naming the module, a network that differentiable LRP cannot explain
+    correctly: a layer type without a rule here (e.g. ``nn.GELU``, ``nn.LayerNorm``), or a nonlinearity
+    computed in a ``forward`` instead of by a module (``F.relu``, ``torch.tanh``, a product of two
+    activations). ``x``: an input batch (one sample of it is run, in eval mode, without gradients).
+
+    Returns the network's :class:`utils.lrp.explainable.Flow` (leaf modules in call order, layers whose
+    epsilon rule is applied at their output). Raises :class:`UserError`
+    ``"<module path> (<type>): <why>; <what to do>"``.
+    """
+    return trace(model, x)
 
 
 def stabilize(value, eps):
@@ -87,6 +109,24 @@ class _EpsilonReLU(torch.autograd.Function):
         if ctx.mode.lrp:  # written with differentiable ops on the saved output: the heatmap is differentiated
             return grad * a / (a + ctx.eps), None, None
         return torch.ops.aten.threshold_backward(grad, a, 0), None, None  # the ReLU's own backward kernel
+
+
+class _EpsilonOutput(torch.autograd.Function):
+    """Identity on a linear layer's output ``z`` whose gradient, while heatmaps are computed, is
+    ``grad * z / (z + eps * sign(z))``: that layer's epsilon rule, where no ReLU after it applies it."""
+
+    @staticmethod
+    def forward(ctx, z, eps, mode):
+        ctx.save_for_backward(z)
+        ctx.eps, ctx.mode = eps, mode
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if not ctx.mode.lrp:
+            return grad, None, None
+        (z,) = ctx.saved_tensors  # differentiable ops on the saved output: the heatmap is differentiated
+        return grad * z / stabilize(z, ctx.eps), None, None
 
 
 class _GradientOnlyOutsideLRP(torch.autograd.Function):
@@ -225,6 +265,7 @@ class DifferentiableLRP:
             raise UserError(f"differentiable LRP: model has no layer {', '.join(missing)}")
         self._modules = modules
         self.mode = BackwardMode()  # LRP gradients inside relevance(), the true ones elsewhere
+        self.flow = None  # what check_explainable found, on the first forward
         self._first_block = None  # (affine module, batchnorm or None, first relu), found on first forward
         self.logits = None  # of the last forward
 
@@ -237,12 +278,17 @@ class DifferentiableLRP:
         running statistics and back-propagate the loss exactly as in the model's own forward. The
         loss's backward pass always sees the true ReLU gradients; LRP's only apply to heatmaps.
         """
+        if self.flow is None:  # once: refuse what cannot be explained before any heatmap is computed
+            self.flow = check_explainable(self.model, x)
         if self.input_rule == "zb" and self._first_block is None:
-            self._first_block = self._find_first_block(x)
+            self._first_block = self._find_first_block()
         # z^B needs no gradient at the input, only at the first ReLU (which needs trainable weights or x)
         trainable_first = self.input_rule == "zb" and self._first_block[0].weight.requires_grad
         self.x = x if x.requires_grad or trainable_first else x.detach().requires_grad_(True)
         self.acts, handles = {}, []
+        for name in self.flow.epsilon_outputs:  # before the recording hooks: they record its output
+            handles.append(self._modules[name].register_forward_hook(
+                lambda m, i, o: _EpsilonOutput.apply(o, self.eps, self.mode)))
         for name in self.layers:
             handles.append(self._modules[name].register_forward_hook(
                 lambda m, i, o, name=name: self.acts.__setitem__(name, o)))
@@ -290,8 +336,8 @@ class DifferentiableLRP:
         return {"input": rel_input * scale, "layers": layers}
 
     # --- z^B at the input ------------------------------------------------------------------------
-    def _find_first_block(self, x):
-        order = execution_order(self.model, x.detach())
+    def _find_first_block(self):
+        order = self.flow.order
         first = [self._modules[name] for name in order[:3]]
         if not isinstance(first[0], _AFFINE):
             raise UserError("input_rule 'zb': the model's first layer must be a convolution or linear layer")

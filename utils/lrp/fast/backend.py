@@ -48,6 +48,8 @@ class FastBackend:
         except Unsupported as error:
             raise UserError(f"lrp_backend 'fast' does not support {type(model).__name__}: {error}; "
                             "use lrp_backend 'zennit'") from None
+        # condition layers whose crp semantics (exclude_parallel) the graph does not replicate
+        self.parallel_names = _parallel_names(self.graph)
 
     @staticmethod
     def supports(model, spec):
@@ -66,6 +68,12 @@ class FastBackend:
         hooked = find_hook(self.model)
         if hooked:  # attached after this backend was chosen: only autograd-based LRP honours it
             warnings.warn(f"fast LRP cannot replay {hooked}; this call uses zennit", stacklevel=2)
+            return ZennitBackend(self.model, self.spec, self.composite_name).attribute(
+                x, targets, record_layers, conditions, start_layer, init_rel)
+        inside = sorted({k for c in conditions or () for k in c if k in self.parallel_names})
+        if inside:
+            warnings.warn(f"fast LRP does not replicate crp's exclude_parallel inside a dense block "
+                          f"(conditions on {', '.join(inside)}); this call uses zennit", stacklevel=2)
             return ZennitBackend(self.model, self.spec, self.composite_name).attribute(
                 x, targets, record_layers, conditions, start_layer, init_rel)
         conditions = conditions_from(targets, conditions, n=len(x))
@@ -100,10 +108,14 @@ class FastBackend:
         heatmap = torch.zeros_like(x) if heatmap is None else heatmap
         return Attribution(heatmap, outputs, relevances, activations)
 
-    def differentiable_heatmap(self, x, targets, statistics=None):
+    def differentiable_heatmap(self, x, targets, statistics=None, init_rel=None):
         """The input heatmap of ``targets`` (one class per sample, or multi-hot rows: the sum of their
         classes' logits, see :func:`utils.lrp.attribution.conditions_from`) as a differentiable function of
         the parameters and of ``x``: the relevance the evaluation measures, for a training loss.
+
+        ``init_rel``: a function of the logits (N, K) giving the relevance the backward walk starts
+        from instead of the logits themselves (with ``targets=None``: not restricted to classes), e.g.
+        logits weighted to explain a function of several of them (ISNet's ``selective`` log-odds).
 
         ``statistics``: ``{batch_norm: (mean, var)}`` to normalise with instead of the running
         statistics, e.g. the training batch's (:func:`batch_norm_statistics`, which keeps them
@@ -119,7 +131,7 @@ class FastBackend:
         trace = _Trace(conditions, [], None, frozenset(), False, statistics)
         with torch.enable_grad():
             logits = self.graph.run(x, trace)
-            return self.graph.explain(_initial_relevance(logits, None, conditions), trace)
+            return self.graph.explain(_initial_relevance(logits, init_rel, conditions), trace)
 
     def _recorded_layers(self, record_layers, condition_layers, start_layer):
         """crp records the requested layers, the condition layers and the start layer."""
@@ -132,6 +144,14 @@ class FastBackend:
                 raise KeyError(f"layer '{name}' not found in model")
         layers = [n for n in record_layers if n in known] + condition_layers
         return list(dict.fromkeys(layers + ([start_layer] if start_layer is not None else [])))
+
+
+def _parallel_names(node):
+    """Names inside the graph's dense blocks (see ``nodes.DenseBlock``)."""
+    names = set(getattr(node, "parallel_names", ()))
+    for child in node.children():
+        names |= _parallel_names(child)
+    return frozenset(names)
 
 
 @contextlib.contextmanager

@@ -6,6 +6,8 @@ Three registries, all keyed by the exact module type (a subclass may compute som
   (names of children, or a module instance for an anonymous step such as ``torch.flatten``);
   ``nn.Sequential`` is walked through its children;
 * ``BLOCKS``: residual blocks: the branch, the shortcut and what follows the sum;
+* ``DENSE_BLOCKS``: dense blocks (DenseNet): each layer reads the concatenation of the block input
+  and all earlier layers' outputs, the block returns the concatenation of all;
 * ``LEAVES``: a leaf module type and the function making its node.
 
 A model that contains a module type in none of them is not supported (the caller falls back to
@@ -16,13 +18,16 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from models.densenet import ExplicitDenseNet
 from models.tiny import TinyResNet, TinyVGG
+from utils.lrp.canonizers import sibling_merge_pairs
 from utils.lrp.fast import rules
-from utils.lrp.fast.nodes import Residual, Sequence, Unsupported
+from utils.lrp.fast.nodes import DenseBlock, Residual, Sequence, Unsupported
 
 FAMILIES = {
     TinyVGG: ("features", "avgpool", "classifier"),
     TinyResNet: ("conv1", "bn1", "relu", "layer1", "layer2", "layer3", "avgpool", nn.Flatten(), "fc"),
+    ExplicitDenseNet: ("features", "avgpool", nn.Flatten(), "classifier"),
 }
 
 
@@ -43,13 +48,15 @@ class Block:
 
 
 BLOCKS = {}
+DENSE_BLOCKS = set()  # module types computing torchvision's _DenseBlock (their children are the layers)
 
 
 @functools.cache
 def _describe_torchvision():
-    """torchvision's VGG, ResNet and their blocks. Described when a model uses torchvision modules (it
+    """torchvision's VGG, ResNet, DenseNet blocks. Described when a model uses torchvision modules (it
     is imported then anyway), so a process with other models never pays seconds for importing it."""
     from torchvision.models import VGG, ResNet
+    from torchvision.models.densenet import _DenseBlock, _DenseLayer, _Transition
     from torchvision.models.resnet import BasicBlock, Bottleneck
 
     FAMILIES[VGG] = ("features", "avgpool", nn.Flatten(), "classifier")
@@ -58,6 +65,10 @@ def _describe_torchvision():
     BLOCKS[BasicBlock] = Block(("conv1", "bn1", "relu", "conv2", "bn2"), "downsample", ("relu",))
     BLOCKS[Bottleneck] = Block(("conv1", "bn1", "relu", "conv2", "bn2", "relu", "conv3", "bn3"), "downsample",
                                ("relu",))
+    # a dense layer applied to the concatenation its block gives it (dropout: the identity in eval mode)
+    FAMILIES[_DenseLayer] = ("norm1", "relu1", "conv1", "norm2", "relu2", "conv2")
+    FAMILIES[_Transition] = ("norm", "relu", "conv", "pool")
+    DENSE_BLOCKS.add(_DenseBlock)
 
 # Blocks opting into utils.lrp.composites' explicit-residual protocol compute act(branch + shortcut)
 EXPLICIT_RESIDUAL = Block(("branch",), "shortcut", ("act",))
@@ -70,7 +81,7 @@ ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.ELU, nn.GELU, nn.SiLU, nn.Tan
 LEAVES = {
     **{t: lambda builder, name, m: builder.affine(rules.Conv, name, m) for t in CONVS},
     nn.Linear: lambda builder, name, m: builder.affine(rules.Linear, name, m),
-    **{t: lambda builder, name, m: rules.BatchNorm(name, m, builder.merged_into.get(m)) for t in BATCH_NORMS},
+    **{t: lambda builder, name, m: builder.batch_norm(name, m) for t in BATCH_NORMS},
     **{t: lambda builder, name, m: rules.Pass(name, m) for t in ACTIVATIONS},
     **{t: lambda builder, name, m: rules.Identity(name, m)
        for t in (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)},
@@ -80,18 +91,20 @@ LEAVES = {
        for t in (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, *rules.ADAPTIVE_AVG)},
 }
 
-# What zennit's canonizers (utils.lrp.composites.CANONIZERS) do to a model:
-# (merge BatchNorm into the preceding linear layer?, rule for the residual sum)
+# What zennit's canonizers (utils.lrp.composites.CANONIZERS) do to a model: (which BatchNorms are merged
+# into which linear layer, rule for the residual sum, what a BatchNorm that is not merged becomes:
+# "gradient" (no rule) or "layer" (a depthwise convolution with the convolutions' rule))
 CANONIZERS = {
-    None: (False, "gradient"),
-    "vgg": (True, "gradient"),
-    "merge_batchnorm": (True, "gradient"),
-    "resnet": (True, "norm"),
-    "xresnet1d": (True, "norm"),  # SequentialMergeBatchNorm + ExplicitResidualCanonizer
+    None: (None, "gradient", "gradient"),
+    "vgg": ("sequential", "gradient", "gradient"),
+    "merge_batchnorm": ("sequential", "gradient", "gradient"),
+    "resnet": ("sequential", "norm", "gradient"),
+    "xresnet1d": ("sequential", "norm", "gradient"),  # SequentialMergeBatchNorm + ExplicitResidualCanonizer
+    "densenet": ("sibling", "gradient", "layer"),  # SiblingMergeBatchNorm + BatchNormAsConvolution
 }
 # composite name -> (does the first linear layer get the flat rule?, rule of the other convolutions)
 COMPOSITES = {"epsilon_plus_flat": (True, "zplus"), "epsilon_plus": (False, "zplus"),
-              "epsilon_alpha2_beta1_flat": (True, "alpha_beta")}
+              "epsilon_alpha2_beta1_flat": (True, "alpha_beta"), "epsilon": (False, "epsilon")}
 
 
 def register_family(model_class, steps):
@@ -136,12 +149,13 @@ def find_hook(model):
 class _Builder:
     def __init__(self, model, composite, canonizer):
         self.model = model
-        merge, self.sum_rule = CANONIZERS[canonizer]
+        merge, self.sum_rule, self.lone_batch_norm = CANONIZERS[canonizer]
         self.names = {module: name for name, module in model.named_modules()}
         # zennit's SequentialMergeBatchNorm pairs a BatchNorm with the leaf module registered just
-        # before it; we merge the same pairs, and check below that they are also adjacent in the
-        # forward pass (otherwise zennit would merge across other computations).
-        self.pairs = _merge_pairs(model) if merge else {}
+        # before it (SiblingMergeBatchNorm: within one parent); we merge the same pairs, and check below
+        # that they are also adjacent in the forward pass (otherwise zennit would merge across other
+        # computations).
+        self.pairs = {"sequential": _merge_pairs, "sibling": sibling_merge_pairs}[merge](model) if merge else {}
         self.merged_into = {}  # BatchNorm module -> the node of the layer it is merged into
         # SpecialFirstLayerMapComposite: the first conv/linear layer in registration order is flat
         self.first = None
@@ -166,6 +180,8 @@ class _Builder:
             return Sequence(name, [self.step(module, step) for step in FAMILIES[kind]])
         if kind is nn.Sequential:
             return Sequence(name, [self.node(child) for child in module])
+        if kind in DENSE_BLOCKS:
+            return DenseBlock(name, [self.node(layer) for layer in module.children()])
         if kind in BLOCKS or getattr(kind, "explicit_residual", False):
             block = BLOCKS.get(kind, EXPLICIT_RESIDUAL)
             branch = Sequence(None, [self.step(module, step) for step in block.branch])
@@ -183,6 +199,12 @@ class _Builder:
             self.leaf_sequence.append(step)
             return LEAVES[type(step)](self, None, step)
         return self.node(getattr(parent, step))
+
+    def batch_norm(self, name, module):
+        merged = self.merged_into.get(module)
+        if merged is None and self.lone_batch_norm == "layer":
+            return rules.BatchNormLayer(name, module, self.conv_rule)
+        return rules.BatchNorm(name, module, merged)
 
     def affine(self, node_class, name, module):
         if module.weight is None:

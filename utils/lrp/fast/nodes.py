@@ -5,8 +5,9 @@ backward (``explain``), turning the relevance at its output into the relevance a
 ``None`` stands for "no relevance flows here" (above the start layer, or on a path that a
 concept condition excludes); it costs nothing and becomes zeros where a layer is recorded.
 
-Leaves (one module and its rule) live in ``rules.py``; the two containers are here:
-``Sequence`` (children one after the other) and ``Residual`` (branch + shortcut, summed).
+Leaves (one module and its rule) live in ``rules.py``; the containers are here: ``Sequence``
+(children one after the other), ``Residual`` (branch + shortcut, summed) and ``DenseBlock`` (layers
+reading the concatenation of all earlier outputs).
 """
 import torch
 
@@ -131,6 +132,56 @@ class Residual(Node):
         if r_x is None or r_identity is None:
             return r_x if r_identity is None else r_identity
         return r_x + r_identity
+
+
+class DenseBlock(Node):
+    """torchvision's ``_DenseBlock``: ``features = [x]``, each layer appends ``layer(cat(features))``, the
+    block returns ``cat(features)``.
+
+    A concatenation only places its inputs side by side, so its relevance is split back into the
+    channels each input contributed (what autograd does for zennit); a tensor read by several later
+    layers sums the relevance they send back. The walk goes through the layers in reverse order, so a
+    layer's output has received the relevance of every later reader before the layer explains it.
+
+    crp's ``exclude_parallel`` for a condition on a layer *inside* the block (the other paths through
+    the block then receive nothing) is not replicated: ``parallel_names`` lists those layers, and the
+    backend leaves such calls to zennit.
+    """
+
+    def __init__(self, name, layers):
+        self.name, self.layers = name, list(layers)
+
+    def children(self):
+        return self.layers
+
+    @property
+    def parallel_names(self):
+        return frozenset().union(*(layer.names for layer in self.layers))
+
+    def bind(self, nonneg_in):
+        nonneg = nonneg_in  # a layer's input is non-negative if the block input and all earlier outputs are
+        for layer in self.layers:
+            nonneg = layer.bind(nonneg) and nonneg
+        return nonneg
+
+    def forward(self, x, trace):
+        features, sizes = [x], [x.shape[1]]
+        trace.save(self, sizes)  # filled as the layers run: a pass stopped at a start layer inside leaves it partial
+        for layer in self.layers:
+            features.append(layer.run(torch.cat(features, 1), trace))
+            sizes.append(features[-1].shape[1])
+        return torch.cat(features, 1)
+
+    def backward(self, r, trace):
+        sizes = trace.pop(self)
+        parts = list(r.split(sizes, 1)) if r is not None else [None] * (len(self.layers) + 1)
+        for i in reversed(range(min(len(self.layers), len(sizes)))):  # the layers whose input was computed
+            r_in = self.layers[i].explain(parts[i + 1], trace)
+            if r_in is None:
+                continue
+            for j, piece in enumerate(r_in.split(sizes[:i + 1], 1)):
+                parts[j] = piece if parts[j] is None else parts[j] + piece
+        return parts[0]
 
 
 EPSILON = 1e-6  # zennit's stabilizer for the epsilon, z+, flat and norm rules

@@ -7,7 +7,8 @@ after its canonizers:
   (``Epsilon``), the first linear layer of the model: flat (``Flat``) when the composite asks for it;
 * BatchNorm after a conv/linear layer is merged into it, the BatchNorm itself becomes the map
   ``x / sqrt(1 + eps)`` (what zennit's merge leaves behind) and passes the gradient;
-* BatchNorm not merged: no rule, the gradient (a per-channel scale);
+* BatchNorm not merged: no rule, the gradient (a per-channel scale); with the ``densenet`` canonizer
+  (``BatchNormAsConvolution``) it is a 1x1 depthwise convolution with the convolutions' rule instead;
 * activations: relevance passes unchanged (``Pass``); dropout and identity are the identity;
 * average pooling: ``Norm`` (epsilon without parameters); max pooling and flattening: no rule,
   the gradient (relevance goes to the arg-max / is reshaped).
@@ -248,6 +249,37 @@ class BatchNorm(Leaf):
         if self.merged and self.merged_into.absorbs_batch_norm(trace):
             return r
         return r * self.scale(r, trace)
+
+
+class BatchNormLayer(Affine):
+    """Eval-mode BatchNorm as a layer of its own: the per-channel affine map ``x * scale + shift``, i.e. a
+    1x1 depthwise convolution, with a convolution rule (``zplus``, ``alpha_beta``, ``epsilon``); what
+    zennit computes after ``utils.lrp.canonizers.BatchNormAsConvolution``. The rules of :class:`Affine`
+    run unchanged with element-wise ``apply`` and ``adjoint``."""
+
+    def __init__(self, name, module, rule):
+        if module.running_var is None:
+            raise Unsupported(f"{type(module).__name__} without running statistics at '{name}'")
+        super().__init__(name, module, rule)
+
+    def params(self, trace):
+        bn = self.module
+        mean, var = trace.statistics_of(bn)
+        scale = (var + bn.eps) ** -0.5
+        scale = scale if bn.weight is None else bn.weight * scale
+        shift = -mean * scale
+        return scale, shift if bn.bias is None else shift + bn.bias
+
+    @staticmethod
+    def _channels(v, x):
+        return v.view(-1, *(1,) * (x.dim() - 2))
+
+    def apply(self, x, weight, bias):
+        y = x * self._channels(weight, x)
+        return y if bias is None else y + self._channels(bias, x)
+
+    def adjoint(self, s, x, weight):
+        return s * self._channels(weight, s)
 
 
 # --- element-wise and reshaping ----------------------------------------------------------------
