@@ -40,8 +40,9 @@ def layer(model):
 
 
 def differentiable_lrp(model):
-    """Whether heatmap losses (RRR with ``rrr_explanation: lrp``/``lrp_composite``, ISNet) can train
-    ``model``; the same rule the mitigation config's validation applies (not for transformers)."""
+    """Whether heatmap losses (RRR with ``rrr_explanation: lrp``/``lrp_composite``, ISNet with LRP heatmaps) can
+    train ``model``; the same rule the mitigation config's validation applies (not for transformers, which ISNet
+    with ``heatmap: grad_x_input`` and RRR with ``rrr_explanation: gradient`` can train)."""
     return unsupported_reason(get_model_spec(model)) is None
 
 
@@ -68,4 +69,5 @@ def ckpt_path(stem, training):
 def image_training_configs(base, attacked):
     """The training configs of a real image data set: ``base`` over :data:`IMAGE_TRAINING_GRIDS`, each with its
     ``_attacked`` variant (``attacked``: the published controlled setting's keys)."""
-    return {name: config for grid in IMAGE_TRAINING_GRIDS for name, config in grid_configs(base, grid, attacked).items()}
+    return {name: config for grid in IMAGE_TRAINING_GRIDS
+            for name, config in grid_configs(base, grid, attacked).items()}

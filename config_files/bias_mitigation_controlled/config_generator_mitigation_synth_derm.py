@@ -80,7 +80,10 @@ GRID = {
     # stronger heatmap loss: more weight on it (P) or on the background term (A)
     + [("selective_P0.9", {"variant": "selective", "freeze": False, "P": 0.9}),
        ("selective_A4", {"variant": "selective", "freeze": False, "A": 4.0}),
-       ("selective_sweep", {"variant": "selective", "freeze": False, **SWEEPS["ISNet"]})],
+       ("selective_sweep", {"variant": "selective", "freeze": False, **SWEEPS["ISNet"]})]
+    # which heatmaps are penalised: both LRP rules (the Dual ISNet), or gradient x input (the ablation without LRP)
+    + [(f"{variant}_{heatmap}", {"variant": variant, "heatmap": heatmap, "freeze": False})
+       for variant, heatmap in (("selective", "dual"), ("original", "dual"), ("selective", "grad_x_input"))],
 }
 
 

@@ -59,7 +59,11 @@ CASES = [("Vanilla", {}), ("RRR", {"rrr_penalty": "squared", "lamb": 10.0}), ("R
          ("RRClarc", {"criterion": "all_logits_random"}), ("RRClarc", {"criterion": "logprobs"}),
          ("RRClarc", {"criterion": "target"}), ("ISNet", {"variant": "selective", "C1": 1.0, "C2": 10.0}),
          ("ISNet", {"variant": "stochastic", "selective_class": "lowest_logit"}),
-         ("ISNet", {"variant": "original", "deep_supervision": True, "input_rule": "gradient", "C1": 1.0, "C2": 5.0})]
+         ("ISNet", {"variant": "original", "deep_supervision": True, "input_rule": "gradient", "C1": 1.0, "C2": 5.0}),
+         ("ISNet", {"variant": "selective", "heatmap": "dual", "C1": 1.0, "C2": 10.0, "C1_zplus": 1.0, "C2_zplus": 10.0}),
+         ("ISNet", {"variant": "stochastic", "heatmap": "dual"}),  # both heatmaps' bounds tuned
+         ("ISNet", {"variant": "selective", "heatmap": "grad_x_input"}),
+         ("ISNet", {"variant": "original", "heatmap": "grad_x_input", "deep_supervision": True, "C1": 1.0, "C2": 5.0})]
 
 
 @pytest.mark.parametrize("method,options", CASES, ids=[f"{m}-{'-'.join(map(str, o.values()))}" for m, o in CASES])
@@ -186,6 +190,134 @@ def test_isnet_losses():
     assert foreground_loss(rel, fg, 10.0, 20.0).item() == pytest.approx((10 - 8) ** 2 / 100)
 
 
+# --- ISNet's heatmaps: dual (epsilon-LRP and z+) and the grad x input ablation --------------------
+BOUNDS = {"C1": 1e-3, "C2": 1e-2, "C1_zplus": 2e-3, "C2_zplus": 5e-3}
+
+
+def _prepared(splits, config, model):
+    ctx = build_context(config, model, splits, torch.device("cpu"))
+    correction = get_correction_method("ISNet")(config)
+    correction.prepare(ctx)
+    model.train()
+    x, y, _, foreground, _ = _batch(ctx)
+    return correction, x, y, foreground
+
+
+def test_dual_isnet_loss_is_the_mean_of_its_two_heatmaps_losses_each_with_its_own_bounds(tiny, tmp_path):
+    from model_training.corrections.isnet import background_loss, foreground_loss
+    from utils.lrp.attribution import get_attributor
+    from utils.lrp.fast.backend import batch_norm_statistics
+
+    splits, ckpt = tiny
+    model = get_model("tiny_vgg", splits.n_classes, ckpt_path=ckpt, img_size=32)
+    dual, x, y, foreground = _prepared(splits, _config(tmp_path, ckpt, method="ISNet", freeze=False, variant="original",
+                                                       heatmap="dual", **BOUNDS), model)
+    single, *_ = _prepared(splits, _config(tmp_path, ckpt, method="ISNet", freeze=False, variant="original",
+                                           **BOUNDS), model)
+    assert dual.bounds == {"lrp": (1e-3, 1e-2), "zplus": (2e-3, 5e-3)} and single.bounds == {"lrp": (1e-3, 1e-2)}
+    found = dual.heatmaps(dual.explainer, x, y, logits=dual.forward(model, x))
+    assert set(found) == {"lrp", "zplus"} and len(found["zplus"]) == splits.n_classes
+    # z+: the model's own composite (what the evaluation measures) of each class, with this batch's statistics
+    fast = get_attributor(model, backend="fast")
+    with batch_norm_statistics(model) as statistics:
+        model(x)
+    zplus = [fast.differentiable_heatmap(x, torch.full((len(x),), k), statistics) for k in range(splits.n_classes)]
+    for rel, expected in zip(found["zplus"], zplus):
+        assert torch.allclose(rel["input"], expected, rtol=1e-4, atol=1e-6)
+    # epsilon-LRP: the single-heatmap ISNet's heatmaps and loss
+    epsilon = single.heatmap_loss(single.heatmaps(single.explainer, x, y, logits=single.forward(model, x)), foreground)
+    config = dual.config  # A = B = 1
+    zplus_loss = torch.stack([(background_loss(h, foreground, config.d, config.E)
+                               + foreground_loss(h, foreground, config.C1_zplus, config.C2_zplus)).mean()
+                              for h in zplus]).mean()
+    loss = dual.heatmap_loss(found, foreground)
+    assert torch.isfinite(loss) and torch.allclose(loss, (epsilon + zplus_loss) / 2, rtol=1e-4)
+    assert not torch.allclose(loss, epsilon, rtol=1e-3)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    assert any(float(p.grad.abs().sum()) > 0 for p in model.parameters())
+
+
+def test_dual_isnet_explains_the_selective_log_odds_with_the_composite(tiny, tmp_path):
+    """The z+ heatmap of eta = f_c - logsumexp_(k != c) f_k starts from the logits weighed as eta's
+    gradient weighs them: the class heatmaps' softmax-weighted difference (LRP is linear)."""
+    from utils.lrp.attribution import get_attributor
+    from utils.lrp.fast.backend import batch_norm_statistics
+
+    splits, ckpt = tiny
+    model = get_model("tiny_vgg", splits.n_classes, ckpt_path=ckpt, img_size=32)
+    dual, x, y, _ = _prepared(splits, _config(tmp_path, ckpt, method="ISNet", freeze=False, variant="selective",
+                                              heatmap="dual", **BOUNDS), model)
+    (rel,) = dual.heatmaps(dual.explainer, x, y, logits=dual.forward(model, x))["zplus"]
+    fast = get_attributor(model, backend="fast")
+    with batch_norm_statistics(model) as statistics:
+        logits = model(x)
+    others = torch.softmax(logits.detach().scatter(1, y[:, None], float("-inf")), 1)  # 0 at the label
+    weights = F.one_hot(y, splits.n_classes) - others
+    heatmaps = torch.stack([fast.differentiable_heatmap(x, torch.full((len(x),), k), statistics)
+                            for k in range(splits.n_classes)], 1)
+    expected = (weights.view(*weights.shape, 1, 1, 1) * heatmaps).sum(1)
+    assert torch.allclose(rel["input"], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_grad_x_input_isnet_trains_on_the_input_gradient_times_the_input(tiny, tmp_path):
+    splits, ckpt = tiny
+    model = get_model("tiny_vgg", splits.n_classes, ckpt_path=ckpt, img_size=32)
+    ablation, x, y, foreground = _prepared(splits, _config(tmp_path, ckpt, method="ISNet", freeze=False,
+                                                           variant="selective", heatmap="grad_x_input", **BOUNDS), model)
+    assert ablation.bounds == {"grad_x_input": (1e-3, 1e-2)}
+    found = ablation.heatmaps(ablation.explainer, x, y, logits=ablation.forward(model, x))
+    (rel,) = found["grad_x_input"]
+    inputs = x.clone().requires_grad_(True)
+    logits = model(inputs)
+    eta = logits.gather(1, y[:, None])[:, 0] - torch.logsumexp(logits.scatter(1, y[:, None], float("-inf")), 1)
+    (grad,) = torch.autograd.grad(eta.sum(), inputs)
+    assert torch.allclose(rel["input"], inputs * grad, rtol=1e-5, atol=1e-7)
+    loss = ablation.heatmap_loss(found, foreground)
+    single, *_ = _prepared(splits, _config(tmp_path, ckpt, method="ISNet", freeze=False, variant="selective",
+                                           **BOUNDS), model)
+    epsilon = single.heatmap_loss(single.heatmaps(single.explainer, x, y, logits=single.forward(model, x)), foreground)
+    assert torch.isfinite(loss) and not torch.allclose(loss, epsilon, rtol=1e-3)
+    loss.backward()  # through the gradient: second derivatives reach the parameters
+    assert any(float(p.grad.abs().sum()) > 0 for p in model.parameters())
+
+
+def test_grad_x_input_isnet_corrects_a_vision_transformer():
+    """The ablation needs only autograd: a ViT gets a finite loss whose gradient reaches its weights."""
+    from model_training.corrections.isnet import ISNet
+    from utils.device import differentiable_attention
+
+    config = MitigationConfig(config_name="vit", artifact="band_aid", method="ISNet", model_name="tiny_vit",
+                              dataset_name="synth_derm", img_size=32, from_scratch=True, heatmap="grad_x_input",
+                              C1=1.0, C2=10.0)
+    torch.manual_seed(0)
+    model = get_model("tiny_vit", 2, img_size=32).train()
+    isnet = ISNet(config)
+    bound = torch.full((3, 1, 1), 2.5)
+    isnet.setup(model, -bound, bound, (), torch.nn.CrossEntropyLoss())
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 1, 0])
+    foreground = torch.zeros(4, 1, 32, 32)
+    foreground[..., 8:24, 8:24] = 1
+    with differentiable_attention():  # as the Trainer runs a correction's forward
+        logits = isnet.forward(model, x)
+        loss = F.cross_entropy(logits, y) + isnet.extra_loss(model, (x, y, None, foreground, None), logits)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert any(float(p.grad.abs().sum()) > 0 for p in model.parameters() if p.grad is not None)
+
+
+def test_isnet_names_the_bounds_it_cannot_tune_from_zero_heatmaps(tiny, tmp_path):
+    """An output layer initialised to zero (torchvision's ViT head) makes every heatmap of the fresh
+    model zero, and C1 = 0 would divide the foreground loss: one line names the keys to set instead."""
+    splits, ckpt = tiny
+    config = _config(tmp_path, ckpt, method="ISNet", heatmap="grad_x_input", C1_zplus=1.0)
+    model = get_model("tiny_vgg", splits.n_classes, img_size=32)
+    torch.nn.init.zeros_(model.classifier[-1].weight)
+    ctx = build_context(config, model, splits, torch.device("cpu"))
+    with pytest.raises(UserError, match="^ISNet: the grad_x_input heatmaps .* all zero .*; set C1 and C2$"):
+        get_correction_method("ISNet")(config).prepare(ctx)
+
+
 def test_c1_c2_formula():
     totals = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
     mu, s = totals.mean(), totals.std()
@@ -222,6 +354,8 @@ def test_config_errors(tiny, tmp_path):
         _config(tmp_path, ckpt, method="RRRR")
     with pytest.raises(ConfigError, match="localization_dir"):
         _config(tmp_path, ckpt, method="RRR", source_masks="localization")
+    with pytest.raises(ConfigError, match="heatmap: dual"):  # the paper's "Dual ISNet" is a heatmap choice here
+        _config(tmp_path, ckpt, method="ISNet", variant="dual")
     assert {"Vanilla", "RRR", "RRClarc", "PClarc", "ReactivePClarc", "ISNet"} <= set(list_corrections())
 
 
@@ -292,7 +426,10 @@ ZERO_STRENGTH = [("RRR", {"rrr_explanation": "gradient", "rrr_penalty": "squared
                  ("RRR", {"rrr_explanation": "lrp_composite", "rrr_penalty": "positive_share"}, {"lamb": 10.0}),
                  ("RRClarc", {"criterion": "all_logits_random"}, {"lamb": 1000.0}),
                  ("ISNet", {"variant": "selective", "C1": 1.0, "C2": 10.0}, {"P": 0.7}),
-                 ("ISNet", {"variant": "stochastic", "C1": 1.0, "C2": 10.0}, {"P": 0.7})]
+                 ("ISNet", {"variant": "stochastic", "C1": 1.0, "C2": 10.0}, {"P": 0.7}),
+                 ("ISNet", {"variant": "stochastic", "heatmap": "dual", "C1": 1.0, "C2": 10.0, "C1_zplus": 1.0,
+                            "C2_zplus": 10.0}, {"P": 0.7}),
+                 ("ISNet", {"variant": "selective", "heatmap": "grad_x_input", "C1": 1.0, "C2": 10.0}, {"P": 0.7})]
 ZERO = {"lamb": 0.0, "P": 0.0}
 
 

@@ -176,6 +176,7 @@ REFUSED = [({"method": "ISNet", "variant": "original"}, "ISNet original cannot e
            ({"method": "ISNet", "variant": "selective"}, "ISNet selective cannot explain tiny_vit"),
            ({"method": "ISNet", "variant": "stochastic", "deep_supervision": True},
             "ISNet stochastic deep cannot explain tiny_vit"),
+           ({"method": "ISNet", "variant": "selective", "heatmap": "dual"}, "ISNet selective dual cannot explain tiny_vit"),
            ({"method": "RRR", "rrr_explanation": "lrp"}, "RRR with rrr_explanation 'lrp' cannot explain tiny_vit"),
            ({"method": "RRR", "rrr_explanation": "lrp_composite"},
             "RRR with rrr_explanation 'lrp_composite' cannot explain tiny_vit")]
@@ -207,10 +208,24 @@ def test_methods_without_differentiable_lrp_refuse_transformers_in_one_line(writ
 
 
 @pytest.mark.parametrize("options", [{"method": "RRR", "rrr_explanation": "gradient"}, {"method": "RRClarc"},
-                                     {"method": "PClarc"}, {"method": "ReactivePClarc"}, {"method": "Vanilla"}])
+                                     {"method": "PClarc"}, {"method": "ReactivePClarc"}, {"method": "Vanilla"},
+                                     {"method": "ISNet", "heatmap": "grad_x_input"}])
 def test_what_the_refusal_suggests_is_accepted_for_transformers(write_config, options):
     _, load = _mitigation_config(write_config, model_name="tiny_vit", **options)
     assert load().model_name == "tiny_vit"
+
+
+@pytest.mark.parametrize("model,options,message", [
+    ("tiny_vgg", {"heatmap": "dual"}, "ISNet selective dual deep: deep_supervision is not available with heatmap 'dual'"),
+    ("tiny_vit", {"heatmap": "grad_x_input"},
+     "ISNet selective deep (grad×input) cannot supervise the hidden layers of tiny_vit: they are tokens")])
+def test_isnet_deep_supervision_is_refused_where_it_has_no_hidden_heatmaps(write_config, model, options, message):
+    from utils.errors import UserError
+
+    _, load = _mitigation_config(write_config, model_name=model, method="ISNet", deep_supervision=True, **options)
+    with pytest.raises(UserError) as error:
+        load()
+    assert "\n" not in str(error.value) and message in str(error.value) and "deep_supervision false" in str(error.value)
 
 
 def test_the_refusal_stops_the_step_with_exit_code_2(write_config, capsys):

@@ -48,6 +48,7 @@ def test_the_project_registries_use_it():
     from utils.pipeline import steps  # noqa: F401  (registers the steps)
     from utils.pipeline.runner import STEPS
 
+    from model_training.corrections.isnet import HEATMAPS, VARIANTS
     from model_training.corrections.rrclarc import CRITERIA
     from model_training.corrections.rrr import EXPLANATIONS, PENALTIES
     from model_training.losses import LOSSES
@@ -58,7 +59,8 @@ def test_the_project_registries_use_it():
     from utils.reveal.spray import SPACES
 
     for registry in (ARTIFACTS, DATASETS, CORRECTIONS, MODELS, CAV_METHODS, BACKENDS, STEPS, CRITERIA, EXPLANATIONS,
-                     PENALTIES, LOSSES, OPTIMIZERS, EVALUATION_STEPS, POOLINGS, TARGET_RULES, SPACES):
+                     PENALTIES, LOSSES, OPTIMIZERS, EVALUATION_STEPS, POOLINGS, TARGET_RULES, SPACES, HEATMAPS,
+                     VARIANTS):
         assert isinstance(registry, Registry) and len(registry) > 0
 
 

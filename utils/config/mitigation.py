@@ -64,7 +64,14 @@ class MitigationConfig(TrainingConfig):
     compute: Literal["l2_mean"] = Field("l2_mean", description="RR-ClArC: gradient spatially averaged, squared")
 
     # --- ISNet ------------------------------------------------------------------------------
-    variant: Literal["original", "selective", "stochastic"] = "selective"
+    variant: Literal["original", "selective", "stochastic"] = Field(
+        "selective", description="ISNet: which outputs are explained: every class logit (original), the label's "
+        "log-odds (selective) or one random logit per sample (stochastic); which heatmaps of them: 'heatmap'")
+    heatmap: Literal["lrp", "dual", "grad_x_input"] = Field(
+        "lrp", description="ISNet: the heatmaps the loss is applied to: the differentiable epsilon-LRP (lrp: "
+        "epsilon, input_rule); dual (the Dual ISNet): that one and the model's own LRP composite (z+ on the "
+        "convolutions, what the evaluation measures), loss = mean of the two, each with its own C1/C2; "
+        "grad_x_input: gradient x input (the ablation without LRP; vision transformers too)")
     deep_supervision: bool = Field(False, description="ISNet: also penalise hidden-layer relevances")
     selective_class: Literal["label", "lowest_logit"] = "label"
     P: float = Field(0.7, ge=0, le=1, description="ISNet: weight of the heatmap loss vs cross-entropy")
@@ -74,8 +81,13 @@ class MitigationConfig(TrainingConfig):
     B: float = Field(1.0, ge=0, description="ISNet: weight of the foreground loss")
     epsilon: float = Field(0.01, gt=0, description="ISNet and RRR with rrr_explanation lrp: epsilon of the differentiable LRP")
     input_rule: Literal["gradient", "zb"] = Field("zb", description="ISNet and RRR with rrr_explanation lrp: LRP rule of the input layer")
-    C1: float | None = Field(None, gt=0, description="ISNet: lower foreground bound (None: tuned)")
+    C1: float | None = Field(None, gt=0, description="ISNet: lower foreground bound of the epsilon-LRP (or "
+                             "grad_x_input) heatmap (None: tuned)")
     C2: float | None = Field(None, gt=0, description="ISNet: upper foreground bound (None: tuned)")
+    C1_zplus: float | None = Field(None, gt=0, description="ISNet heatmap dual: lower foreground bound of the z+ "
+                                   "heatmap (None: tuned on its own heatmaps; C1/C2 bound the epsilon-LRP one)")
+    C2_zplus: float | None = Field(None, gt=0, description="ISNet heatmap dual: upper foreground bound of the z+ "
+                                   "heatmap (None: tuned)")
     tune_epochs: int = Field(2, ge=0, description="ISNet: plain epochs whose heatmaps tune C1/C2")
     from_scratch: bool = Field(False, description="ISNet: train a fresh model instead of correcting ckpt_path")
     batchnorm_statistics: Literal["auto", "train", "frozen"] = Field(
@@ -98,6 +110,13 @@ class MitigationConfig(TrainingConfig):
         if name not in list_corrections():
             raise ValueError(f"one of {', '.join(list_corrections())}")
         return name
+
+    @field_validator("variant", mode="before")
+    @classmethod
+    def _dual_is_a_heatmap(cls, value):
+        if value == "dual":  # the paper's "Dual ISNet" names which heatmaps, not which outputs are explained
+            raise ValueError("'dual' is set by heatmap: dual (with variant original, selective or stochastic)")
+        return value
 
     @model_validator(mode="after")
     def _needs(self):
