@@ -220,6 +220,16 @@ def _cache_key(config, layer, class_id):
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def reference_cache_path(config, class_id=None):
+    """Where :func:`cached_reference_set` keeps the reference set of the configured layer (it may not
+    exist yet); readers that must not compute one (the explorer) look here."""
+    from utils.paths import step_dir
+
+    layer = layer_for_config(config, "neuron_layer_name")
+    name = f"dora_{layer}_{config.dora_reference}_{config.dora_aggregation}_{_cache_key(config, layer, class_id)}.pt"
+    return step_dir(config, "preprocessing", create=False) / name
+
+
 def cached_reference_set(config, class_id=None, force=False):
     """The reference set of the configured layer, from the preprocessing folder if computed before.
 
