@@ -17,7 +17,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m experiments.run_pipeline --config_file $(DEMO_CONFIG)
 
+# the explorer's browser tests need chromium and chromium-driver: installed here when possible (as root,
+# with apt-get), else those tests are skipped and one line says why
 test: $(STAMP)
+	@bash tests/browser/install.sh
 	$(PY) -m pytest -q tests
 
 # the quick loop while editing: leaves out the tests marked slow (each over about 20 s)
