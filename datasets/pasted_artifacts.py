@@ -129,6 +129,9 @@ class PastedArtifactDataset(BaseDataset):
 
     def __init__(self, base: BaseDataset, target, sources: PasteSources, seed=0, mode="ch",
                  keep_position=KEEP_POSITION):
+        if mode == "confounding":  # it would have to take the artifact out of the images that show it
+            raise UserError(f"evaluation subset 'confounding' needs an inserted artifact: '{target}' is part of the "
+                            f"images, where it cannot be removed; valid here: {', '.join(MODES)}")
         if mode not in MODES:
             raise UserError(f"unknown evaluation subset '{mode}'; valid: {', '.join(MODES)}")
         carries = np.asarray(base.artifact_labels(target), dtype=bool)

@@ -7,7 +7,13 @@ the same data. Modes give the evaluation subsets:
 
 * ``ch``: the training distribution (artifacts at the configured rates);
 * ``clean``: no inserted artifact at all;
-* ``attacked``: the target artifact in every sample (other artifacts as in ``ch``).
+* ``attacked``: the target artifact in every sample (other artifacts as in ``ch``);
+* ``confounding``: the target artifact in every sample of the classes whose rate of it is 0 (the
+  classes that never had it in training) and in no sample of the classes that had it (other
+  artifacts as in ``ch``): the shortcut now points to the wrong class, so a model that relies on it
+  fails where ``attacked`` only adds it to the class it already points to. Single-label only: with
+  multi-hot labels a sample belongs to several classes and "the classes that had it" is not a
+  partition of the samples.
 
 Artifacts the base split itself annotates (real ones, from annotation files) are reported
 unchanged for every name the spec does not insert, so a wrapped split still exposes them; their
@@ -23,7 +29,7 @@ from datasets.artifacts.registry import empty_mask
 from datasets.base import BaseDataset
 from utils.errors import UserError
 
-MODES = ("ch", "clean", "attacked")
+MODES = ("ch", "clean", "attacked", "confounding")
 
 
 def _code(text):
@@ -40,11 +46,30 @@ class ArtifactDataset(BaseDataset):
         self.base, self.spec, self.seed, self.mode = base, dict(spec), seed, mode
         self.modality = base.modality
         self.target = target if target is not None else next(iter(self.spec), None)
+        if mode == "confounding":
+            self._confounded = self._confounding_classes()
         self._drawn = {name: self._draw_all(name) for name in self.spec}
 
     def with_mode(self, mode):
-        """The same split as evaluation subset ``mode`` (``ch``, ``clean`` or ``attacked``)."""
+        """The same split as evaluation subset ``mode`` (``ch``, ``clean``, ``attacked`` or ``confounding``)."""
         return ArtifactDataset(self.base, self.spec, self.seed, self.target, mode)
+
+    def _confounding_classes(self):
+        """Boolean per class: whether ``confounding`` gives its samples the target artifact (its rate is 0).
+
+        The rates are the spec's, i.e. the training split's (every split draws with the same rates), so
+        the subset is defined the same way on validation and test."""
+        if self.multi_label:
+            raise UserError("evaluation subset 'confounding' needs single-label data (multi-hot labels do not "
+                            "split the samples into classes with and without the artifact)")
+        if self.target not in self.spec:
+            raise UserError("evaluation subset 'confounding' needs an inserted target artifact ('artifact'); "
+                            f"inserted: {', '.join(self.spec) or 'none'}")
+        rates = np.array([self.spec[self.target].get(k, 0.0) for k in range(self.n_classes)])
+        if (rates > 0).all() or not (rates > 0).any():
+            raise UserError(f"evaluation subset 'confounding': artifact '{self.target}' must occur in some classes "
+                            f"and not in others, its rates per class are {dict(zip(self.class_names, rates.tolist()))}")
+        return rates == 0
 
     # --- which samples carry which artifact --------------------------------------------------
     def _draw_all(self, artifact):
@@ -69,6 +94,8 @@ class ArtifactDataset(BaseDataset):
             return np.zeros(len(self), dtype=bool)
         if self.mode == "attacked" and artifact == self.target:
             return np.ones(len(self), dtype=bool)
+        if self.mode == "confounding" and artifact == self.target:
+            return self._confounded[np.asarray(self.labels, dtype=int)]
         return self._drawn[artifact].copy()
 
     def _present(self, idx):
