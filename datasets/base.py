@@ -8,13 +8,20 @@ in physical units such as mV).
 import functools
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 
-RENDER_CACHE_BYTES = 512 * 2**20
+# The generated data sets' render cache, per image size: 2 GiB by default holds every sample of 25,000
+# 64-px images (53 KB each with the mask), so no step draws a sample twice even at the size of ISIC 2019;
+# memory is only taken as samples are drawn (the demo's 3,600 samples: about 190 MB).
+# A smaller budget makes every step that reads a split again pay for drawing it when the data set does
+# not fit, so the steps would grow faster than their work with the size of the data set.
+ENV_RENDER_CACHE = "SHORTCUTLAB_RENDER_CACHE_MIB"
+DEFAULT_RENDER_CACHE_MIB = 2048
 
 
 def flag_option(name, value):
@@ -27,13 +34,26 @@ def flag_option(name, value):
     return value
 
 
+def render_cache_bytes() -> int:
+    """The render cache's budget in bytes: ``$SHORTCUTLAB_RENDER_CACHE_MIB`` (0: no cache), else 2 GiB."""
+    value = os.environ.get(ENV_RENDER_CACHE, "").strip()
+    if not value:
+        return DEFAULT_RENDER_CACHE_MIB * 2**20
+    if not value.isdigit():
+        from utils.errors import UserError
+
+        raise UserError(f"${ENV_RENDER_CACHE}: a whole number of MiB (0: no render cache), got {value!r}")
+    return int(value) * 2**20
+
+
 def shared_render_cache(draw, bytes_per_sample):
-    """``draw(*key)`` memoised for the whole process, about ``RENDER_CACHE_BYTES`` at most.
+    """``draw(*key)`` memoised for the whole process, about :func:`render_cache_bytes` at most.
 
     For generated data sets: every step of a pipeline opens the data set anew, and drawing the
     samples again would cost more than the step's own model passes.
     """
-    return functools.lru_cache(maxsize=max(64, RENDER_CACHE_BYTES // bytes_per_sample))(draw)
+    budget = render_cache_bytes()
+    return functools.lru_cache(maxsize=max(64, budget // bytes_per_sample) if budget else 0)(draw)
 
 
 class BaseDataset(torch.utils.data.Dataset):

@@ -13,6 +13,12 @@ classes, so neither colour nor texture identifies the class. The families overla
 * ``ring``: an annulus whose hole ranges from wide to a small dot;
 * ``cross``: a plus sign whose arms range from thin to thick (a thick cross is almost a square).
 
+``dataset_options: {n_classes: 8}`` (4 to 8; default 6) keeps the first families in this order
+and, above six, adds ``bar`` (an elongated rounded rectangle; a short one is a square) and
+``crescent`` (a disc with a bite; a small bite is a disc): a task with as many classes as ISIC
+2019, for measuring how the audit grows with the number of classes
+(``experiments.benchmarks.scaling``). The first six families and the default task are unchanged.
+
 All outlines also get a random smooth wobble, and a bar or blob from the background clutter may
 lie across the object. Every image comes with its object (foreground) mask: the visible object
 pixels. By default a timestamp is stamped on half of the stars and on nothing else (the shortcut
@@ -30,6 +36,9 @@ from datasets.procedural import smooth_field
 from datasets.registry import register_dataset
 
 CLASS_NAMES = ("disc", "square", "triangle", "star", "ring", "cross")
+EXTRA_FAMILIES = ("bar", "crescent")  # only with dataset_options n_classes 7 or 8
+FAMILIES = CLASS_NAMES + EXTRA_FAMILIES
+MIN_CLASSES = 4  # the shortcut class (star) is the fourth family
 SPLIT_SIZES = {"train": 2400, "val": 600, "test": 600}
 SHORTCUT_CLASS, SHORTCUT_RATE = "star", 0.5
 DEFAULT_ARTIFACTS = {"timestamp": {SHORTCUT_CLASS: SHORTCUT_RATE}}
@@ -45,6 +54,8 @@ FAMILY_RANGES = MappingProxyType({
     "star_depth": (0.45, 0.9),  # star: inner radius as a share of the outer one
     "ring_hole": (0.2, 0.6),  # ring: hole radius as a share of the outer one
     "cross_arm": (0.25, 0.5),  # cross: arm half width as a share of the arm length
+    "bar_aspect": (1.8, 3.2),  # bar: ratio of the long to the short side
+    "crescent_bite": (0.3, 0.8),  # crescent: radius of the bite as a share of the disc's
 })
 # Nuisance ranges shared by every class: they set how hard it is to see the shape at all. Chosen
 # once so that tiny_vgg at 64 px learns the task to roughly 80% in 20 epochs and leans on the
@@ -115,7 +126,7 @@ def _triangle(px, py, radius):
 def _outline(rng, label, px, py):
     """Signed distance (object units, negative inside) of shape family ``label`` of unit size."""
     rho, theta = np.hypot(px, py), np.arctan2(py, px)
-    name = CLASS_NAMES[label]
+    name = FAMILIES[label]
     if name == "disc":
         aspect = rng.uniform(*FAMILY_RANGES["aspect"])
         return np.hypot(px * np.sqrt(aspect), py / np.sqrt(aspect)) - 1.0
@@ -136,6 +147,15 @@ def _outline(rng, label, px, py):
     if name == "ring":
         hole = rng.uniform(*FAMILY_RANGES["ring_hole"])
         return np.abs(rho - (1 + hole) / 2) - (1 - hole) / 2
+    if name == "bar":
+        aspect = rng.uniform(*FAMILY_RANGES["bar_aspect"])
+        half_x, half_y = np.sqrt(aspect) * 0.75, 0.75 / np.sqrt(aspect)
+        rounding = rng.uniform(0.0, 0.5) * half_y
+        return _box(px, py, half_x - rounding, half_y - rounding) - rounding
+    if name == "crescent":
+        bite = rng.uniform(*FAMILY_RANGES["crescent_bite"])
+        # the bite's centre sits on the rim, so a small bite only dents the disc
+        return np.maximum(rho - 1.0, bite - np.hypot(px - 1.0, py))
     arm = rng.uniform(*FAMILY_RANGES["cross_arm"])  # cross
     return np.minimum(_box(px, py, 1.0, arm), _box(px, py, arm, 1.0))
 
@@ -211,13 +231,13 @@ def _drawn_shape(img_size):
 class SynthShapesSplit(BaseDataset):
     """One split of the synthetic shapes data set (no artifacts; see ``with_artifacts``)."""
 
-    def __init__(self, split, n_samples, img_size=64, seed=0, augment=False):
+    def __init__(self, split, n_samples, img_size=64, seed=0, augment=False, n_classes=len(CLASS_NAMES)):
         self.img_size, self.seed, self._split_code = img_size, seed, zlib.crc32(split.encode())
         # the label is drawn from its own stream, so labels never depend on the image size
-        labels = np.array([np.random.default_rng([seed, self._split_code, i, 0]).integers(len(CLASS_NAMES))
+        labels = np.array([np.random.default_rng([seed, self._split_code, i, 0]).integers(n_classes)
                            for i in range(n_samples)], dtype=np.int64)
         ids = [f"{split}_{i:05d}" for i in range(n_samples)]
-        super().__init__(split, CLASS_NAMES, ids, labels, mean=MEAN, std=STD, augment=augment)
+        super().__init__(split, FAMILIES[:n_classes], ids, labels, mean=MEAN, std=STD, augment=augment)
 
     def _render(self, idx):
         return _drawn_shape(self.img_size)(self.seed, self._split_code, int(idx), int(self.labels[idx]))
@@ -234,7 +254,7 @@ class SynthShapesSplit(BaseDataset):
                   attacked_default={"artifact_type": "timestamp", "attacked_classes": [SHORTCUT_CLASS],
                                     "p_artifact": SHORTCUT_RATE})
 def build_synth_shapes(img_size=64, seed=0, n_train=SPLIT_SIZES["train"], n_val=SPLIT_SIZES["val"],
-                       n_test=SPLIT_SIZES["test"]):
+                       n_test=SPLIT_SIZES["test"], n_classes=len(CLASS_NAMES)):
     """Build the train/val/test splits of the embedded shapes data set (artifacts are added by the registry).
 
     Parameters
@@ -245,6 +265,8 @@ def build_synth_shapes(img_size=64, seed=0, n_train=SPLIT_SIZES["train"], n_val=
         Seed of the whole data set: images, labels and (through the registry) artifacts.
     n_train, n_val, n_test : int
         Number of samples of each split (``dataset_options``).
+    n_classes : int
+        Shape families, 4 to 8 (``dataset_options``): the first ``n_classes`` of ``FAMILIES``.
 
     Returns
     -------
@@ -252,5 +274,11 @@ def build_synth_shapes(img_size=64, seed=0, n_train=SPLIT_SIZES["train"], n_val=
         ``{"train": ..., "val": ..., "test": ...}`` of :class:`SynthShapesSplit`; only the
         training split is augmented (random flips).
     """
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or not MIN_CLASSES <= n_classes <= len(FAMILIES):
+        from utils.errors import UserError
+
+        raise UserError(f"dataset_options.n_classes: an integer from {MIN_CLASSES} to {len(FAMILIES)} "
+                        f"(families {', '.join(FAMILIES)}), got {n_classes!r}")
     sizes = {"train": n_train, "val": n_val, "test": n_test}
-    return {split: SynthShapesSplit(split, n, img_size, seed, augment=split == "train") for split, n in sizes.items()}
+    return {split: SynthShapesSplit(split, n, img_size, seed, augment=split == "train", n_classes=n_classes)
+            for split, n in sizes.items()}

@@ -21,7 +21,9 @@ into ``static/``:
   its seeds), stamped with the record the benchmark wrote; a setting not measured in ``--benchmark_dir``
   keeps its block, and the table printed at the end says so;
 * ``scale_estimate``: the table of ``python -m experiments.benchmarks.scale`` (``--scale_json``: its
-  output), seconds and store size per image and what they mean for ISIC 2019; kept when not given.
+  output), seconds and store size per image and what they mean for ISIC 2019; kept when not given;
+* ``scaling_audit``: the tables of ``python -m experiments.benchmarks.scaling`` (``--scaling_json``: its
+  ``scaling.json``), time, memory and growth exponent of every audit step against N; kept when not given.
 
 ``--check`` writes nothing and exits with 1 when a file would change.
 """
@@ -30,7 +32,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from experiments.benchmarks import mitigation, scale
+from experiments.benchmarks import mitigation, scale, scaling
 from model_training.trainer import run_training
 from utils.cli import main_entry
 from utils.config import TrainingConfig, load_config
@@ -62,7 +64,7 @@ def required_blocks() -> dict:
     """Which generated blocks each file must hold (every benchmark setting in the mitigation README)."""
     settings = tuple(f"benchmark_{name}" for name in mitigation.SETTINGS)
     return {"README.md": ("demo_headline", "demo_timing", *TRAININGS, "benchmark_synth_derm_band_aid",
-                          "scale_estimate"),
+                          "scale_estimate", "scaling_audit"),
             "experiments/reveal/README.md": ("reveal_demo",),
             "experiments/localization/README.md": ("localization_demo",),
             "experiments/mitigation_experiments/README.md": settings}
@@ -165,6 +167,14 @@ def scale_blocks(scale_json) -> dict:
     return {"scale_estimate": scale.markdown(read_json(scale_json))}
 
 
+def scaling_blocks(scaling_json) -> dict:
+    if scaling_json is None:
+        return {}
+    if not Path(scaling_json).is_file():
+        raise UserError(f"--scaling_json: {scaling_json} is not a file; run python -m experiments.benchmarks.scaling first")
+    return {"scaling_audit": scaling.markdown(read_json(scaling_json))}
+
+
 def figure_sources(root) -> dict:
     """``static/<file>: the figure of the pipeline run to copy there``."""
     sources = {}
@@ -177,12 +187,13 @@ def figure_sources(root) -> dict:
     return sources
 
 
-def regenerate(root, benchmark_dir=None, base=ROOT, check=False, trainings=None, scale_json=None) -> list:
+def regenerate(root, benchmark_dir=None, base=ROOT, check=False, trainings=None, scale_json=None,
+               scaling_json=None) -> list:
     """Rewrite the blocks and figures under ``base`` from the pipeline folder ``root``; returns one row per
     block and figure saying what happened (``check``: what would). ``trainings``: the ``training_<name>``
     blocks to compute (block -> config path under ``base``); those not given are kept."""
     blocks = {**demo_blocks(root), **benchmark_blocks(benchmark_dir), **training_blocks(base, trainings or {}),
-              **scale_blocks(scale_json)}
+              **scale_blocks(scale_json), **scaling_blocks(scaling_json)}
     rows = []
     for relative, required in required_blocks().items():
         path = base / relative
@@ -219,12 +230,15 @@ def main(argv=None):
     parser.add_argument("--config_file", default=DEMO_CONFIG, help="the demo's pipeline config")
     parser.add_argument("--benchmark_dir", help="output folder of python -m experiments.benchmarks.mitigation")
     parser.add_argument("--scale_json", help="output of python -m experiments.benchmarks.scale")
+    parser.add_argument("--scaling_json", help="scaling.json of python -m experiments.benchmarks.scaling")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file would change")
     args = parser.parse_args(argv)
     _check_benchmark_dir(args.benchmark_dir)  # before the demo runs: a typo must not cost its minutes
     scale_blocks(args.scale_json)
+    scaling_blocks(args.scaling_json)
     root, _ = run(args.config_file)
-    rows = regenerate(root, args.benchmark_dir, check=args.check, trainings=TRAININGS, scale_json=args.scale_json)
+    rows = regenerate(root, args.benchmark_dir, check=args.check, trainings=TRAININGS, scale_json=args.scale_json,
+                      scaling_json=args.scaling_json)
     print(format_table(rows))
     if args.check and any(row["state"] == "rewritten" for row in rows):
         print("the READMEs differ from what these outputs give: run without --check to rewrite them", file=sys.stderr)

@@ -33,6 +33,26 @@ def test_a_reopened_data_set_reuses_the_drawn_samples():
     assert np.array_equal(image.permute(1, 2, 0).numpy(), expected)
 
 
+def test_render_cache_budget_comes_from_the_environment(monkeypatch):
+    """2 GiB by default (25,000 64-px samples fit); $SHORTCUTLAB_RENDER_CACHE_MIB sets it, 0 turns it off,
+    anything else is a one-line error naming the variable."""
+    from datasets.base import ENV_RENDER_CACHE, render_cache_bytes, shared_render_cache
+    from utils.errors import UserError
+
+    monkeypatch.delenv(ENV_RENDER_CACHE, raising=False)
+    per_sample = 13 * 64 * 64
+    assert render_cache_bytes() == 2048 * 2**20 and render_cache_bytes() // per_sample >= 25000
+    monkeypatch.setenv(ENV_RENDER_CACHE, "1")
+    assert shared_render_cache(abs, per_sample).cache_info().maxsize == 64  # a floor of 64 samples
+    monkeypatch.setenv(ENV_RENDER_CACHE, "0")
+    uncached = shared_render_cache(abs, per_sample)
+    uncached(-1), uncached(-1)
+    assert uncached.cache_info().currsize == 0 and uncached.cache_info().misses == 2
+    monkeypatch.setenv(ENV_RENDER_CACHE, "lots")
+    with pytest.raises(UserError, match=ENV_RENDER_CACHE):
+        render_cache_bytes()
+
+
 def test_splits_differ_and_have_both_classes():
     data = _data()
     assert not torch.equal(data.train.load_raw(0), data.test.load_raw(0))

@@ -5,7 +5,7 @@ import torch
 from scipy import ndimage
 
 from datasets import get_dataset, list_datasets
-from datasets.synth_shapes import CLASS_NAMES, SHORTCUT_CLASS, SHORTCUT_RATE, render_shape
+from datasets.synth_shapes import CLASS_NAMES, FAMILIES, SHORTCUT_CLASS, SHORTCUT_RATE, render_shape
 
 SMALL = {"n_train": 60, "n_val": 12, "n_test": 12}
 
@@ -48,6 +48,24 @@ def test_every_class_is_drawable_with_a_plausible_object(label):
         image, mask = render_shape(np.random.default_rng([label, i]), 64, label)
         assert image.shape == (64, 64, 3) and mask.shape == (64, 64) and mask.dtype == bool
         assert 0.03 < mask.mean() < 0.6  # an object, neither a speck nor the whole image
+
+
+def test_eight_classes_add_two_families_and_keep_the_first_six():
+    """``n_classes: 8`` (as many classes as ISIC 2019): bar and crescent are drawn, the star keeps its
+    timestamp, and the default six-class task is unchanged."""
+    eight = _data(options={**SMALL, "n_train": 160, "n_classes": 8})
+    assert eight.class_names == list(FAMILIES) and FAMILIES[:6] == CLASS_NAMES
+    assert set(eight.train.labels) == set(range(8))
+    for label in (6, 7):
+        for i in range(3):
+            _, mask = render_shape(np.random.default_rng([label, i]), 64, label)
+            assert 0.03 < mask.mean() < 0.6
+    stars = eight.train.labels == CLASS_NAMES.index(SHORTCUT_CLASS)
+    flags = np.asarray(eight.train.artifact_labels("timestamp"), dtype=bool)
+    assert flags[stars].any() and not flags[~stars].any()
+    assert _data().n_classes == 6
+    with pytest.raises(Exception, match="n_classes: an integer from 4 to 8"):
+        _data(options={**SMALL, "n_classes": 9})
 
 
 def test_rings_have_a_hole_and_the_other_shapes_are_solid():

@@ -95,8 +95,10 @@ class AnnotationState:
         return entry
 
     def _apply(self, accept, reject):
-        self.accepted = [s for s in self.accepted if s not in reject] + [s for s in accept if s not in self.accepted]
-        self.rejected = [s for s in self.rejected if s not in accept] + [s for s in reject if s not in self.rejected]
+        # sets for the membership tests: lists would make a round cost (decisions x annotated so far)
+        accepted, rejected, accept_set, reject_set = set(self.accepted), set(self.rejected), set(accept), set(reject)
+        self.accepted = [s for s in self.accepted if s not in reject_set] + [s for s in accept if s not in accepted]
+        self.rejected = [s for s in self.rejected if s not in accept_set] + [s for s in reject if s not in rejected]
 
     def _withdraw_unreviewed(self):
         """Mark rounds no reviewer made as withdrawn (kept in the history) and replay the others."""
@@ -217,7 +219,8 @@ def rank_unreviewed(features, sample_ids, state, method, top_k):
 
     Returns the CAV and the ``top_k`` (sample id, score) pairs, best first.
     """
-    labels = np.array([s in set(state.accepted) for s in sample_ids])
+    accepted = set(state.accepted)  # once: a set per sample would make the round quadratic
+    labels = np.array([s in accepted for s in sample_ids])
     cav = fit_cav(features, labels, method)
     scores = cav.score(features)
     reviewed = state.reviewed

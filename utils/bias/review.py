@@ -6,6 +6,8 @@ Only a reviewer's decisions become annotations. Until a sample is accepted, the 
 (``annotation_seeds``, then the reveal step's outliers and cluster examples); from then on the
 unreviewed samples a CAV fit on the accepted ones ranks highest.
 """
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -20,6 +22,13 @@ from utils.io import write_json
 from utils.locks import folder_lock
 
 PLACEHOLDER = "<ID> ..."  # how a printed command marks where sample ids go
+
+
+def round_size(config, n_samples) -> int:
+    """Samples one review round shows: ``retrieval_top_k``, or ``annotation_round_share`` of the split
+    when that is more. Each round refits the CAV on all ``n_samples``; with a fixed number per round the
+    number of rounds grows with the split too, and the whole annotation with its square."""
+    return max(config.retrieval_top_k, math.ceil(config.annotation_round_share * n_samples - 1e-9))
 
 
 def train_features(ctx):
@@ -48,14 +57,15 @@ def review_round(ctx, train, accept, reject, reviewer="user") -> dict:
     if state.accepted or artifact in read_annotations(annotation_path(config)):
         export_annotations(annotation_path(config), artifact, state.accepted)
     if state.accepted:
-        cav, top = rank_unreviewed(train.features, train.sample_ids, state, config.cav_type, config.retrieval_top_k)
+        cav, top = rank_unreviewed(train.features, train.sample_ids, state, config.cav_type,
+                                   round_size(config, len(train.sample_ids)))
         write_json(ctx.out_dir / "cav_refined.json", {"layer": ctx.layer, "features": config.cav_mode,
                                                       **cav.to_dict()})
         rows = [(s, v, "cav") for s, v in top]
     else:  # no CAV without an accepted sample: show the candidates nobody has decided on yet
         (ctx.out_dir / "cav_refined.json").unlink(missing_ok=True)
         rows = [(s, float("nan"), source) for s, source in review_candidates(config, train.sample_ids)
-                if s not in state.reviewed][:config.retrieval_top_k]
+                if s not in state.reviewed][:round_size(config, len(train.sample_ids))]
         if not rows:
             raise UserError(f"no '{artifact}' sample accepted yet and no candidate left to review: run the reveal "
                             "step first, give annotation_seeds in the config, or accept samples you found yourself "
@@ -81,14 +91,14 @@ def simulate_review(ctx, train) -> dict:
     labels = ground_truth_labels(ctx.splits.train, ctx.artifact, train.indices,
                                  hint="--simulate needs it; review with --accept/--reject instead")
     inspected, found = simulate_annotation(train.features, labels, config.annotation_n_seeds,
-                                           config.retrieval_top_k, config.cav_type, seed=config.seed,
+                                           round_size(config, len(labels)), config.cav_type, seed=config.seed,
                                            stop_recall=config.simulate_target_recall)
     random_found = random_order_curve(labels, config.annotation_n_seeds, inspected)
     n_pos = int(labels.sum())
     at_target = inspected_at_recall(inspected, found, n_pos, config.simulate_target_recall)
     result = {"artifact": ctx.artifact, "split": "train", "layer": ctx.layer, "cav_type": config.cav_type,
               "features": config.cav_mode, "n_samples": len(labels), "n_artifact": n_pos,
-              "n_seeds": config.annotation_n_seeds, "batch": config.retrieval_top_k,
+              "n_seeds": config.annotation_n_seeds, "batch": round_size(config, len(labels)),
               "target_recall": config.simulate_target_recall, "inspected_at_target_recall": at_target,
               "inspected_per_artifact_sample": None if at_target is None else at_target / n_pos,
               "random_inspected_at_target_recall": int(np.ceil(config.simulate_target_recall * len(labels)))}

@@ -42,6 +42,12 @@ class BiasOptions(StrictModel):
     retrieval_eval_splits: list[Literal["train", "val", "test"]] = Field(
         ["val", "test"], min_length=1, description="held-out splits the ranking metrics are reported on")
     retrieval_top_k: int = Field(16, ge=1, description="top-ranked samples shown in grids / per annotation round")
+    annotation_round_share: float = Field(
+        0.006, ge=0, le=1, description="a review round shows max(retrieval_top_k, this share of the training split) "
+        "samples: each round refits the CAV on the whole split, so with a fixed number per round the rounds, and the "
+        "annotation's time, would grow with the square of the split's size (1 round per 16 artifact samples); a "
+        "share keeps the number of rounds fixed. 0.006: up to 2,666 training samples (the demo's 2,400) a round is "
+        "retrieval_top_k; 20,000 samples: 120 per round. 0: always retrieval_top_k")
     annotation_n_seeds: int = Field(5, ge=1, description="candidates refine takes from the reveal step (its 4 x n "
                                     "top outlier samples and the n most central samples of every SpRAy cluster) "
                                     "or, in a simulated annotation (--simulate), seeds from the ground truth")

@@ -51,6 +51,15 @@ class RevealOptions(StrictModel):
     spray_n_clusters: list[int] = Field([2, 3, 4, 5, 6, 8], description="cluster counts for kmeans/agglomerative")
     spray_min_cluster_size: int = Field(10, ge=2, description="HDBSCAN/DBSCAN minimum cluster size")
     spray_default_clustering: str = Field("kmeans_4", description="clustering shown in the plot")
+    spray_sample_size: int = Field(
+        2000, ge=50, description="a class with more samples: the 2-D view and the agglomerative, DBSCAN and HDBSCAN "
+        "clusterings are fitted on a seeded sample of this many and every other sample takes its nearest sampled "
+        "neighbours' position or cluster, and features wider than 64 columns are reduced to 64 principal "
+        "components for the kNN graph (keeps SpRAy near-linear in the class's size); at or below it every method "
+        "sees all samples as they are")
+    spray_workers: int = Field(
+        1, ge=1, description="classes analysed at once by SpRAy, each in its own worker process (the results do "
+        "not depend on it)")
 
     # --- DORA --------------------------------------------------------------------------------
     dora_reference: str = Field("sams", description="reference signals per neuron: sams, real_act or real_rel")

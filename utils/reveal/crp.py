@@ -20,6 +20,7 @@ from utils.reveal.embedding import embed_2d
 from utils.reveal.outliers import cosine_distance_matrix, lof, ranking
 from utils.reveal.results import ranked_neurons, write_result
 from utils.reveal.store_views import class_mask, open_store
+from utils.reveal.subsample import one_thread, top_rows
 
 
 @dataclass
@@ -43,9 +44,10 @@ def relevance_pattern_outliers(rels_max, config):
     active = np.flatnonzero(rels_max.max(0) > 1e-12)
     if len(active) < 3:
         raise UserError(f"only {len(active)} neurons receive relevance in this class; CRP needs at least 3")
-    distance = cosine_distance_matrix(rels_max[:, active].T)
-    view = embed_2d(distance, config.embedding_2d, precomputed=True, seed=config.seed)
-    scores, flags = lof(distance, config.lof_n_neighbors, precomputed=True)
+    with one_thread():  # a few hundred neurons: threads would only wait for each other
+        distance = cosine_distance_matrix(rels_max[:, active].T)
+        view = embed_2d(distance, config.embedding_2d, precomputed=True, seed=config.seed)
+        scores, flags = lof(distance, config.lof_n_neighbors, precomputed=True)
     return active, view, scores, flags
 
 
@@ -62,7 +64,7 @@ def run_crp(config, class_id):
 # --- RelMax reference samples ------------------------------------------------------------------
 def relmax_references(rels_max, n_refs):
     """Per channel, the rows with the highest ``rels_max`` (best first), zero-relevance rows skipped."""
-    order = np.argsort(-rels_max, axis=0, kind="stable")[:n_refs]
+    order = top_rows(rels_max, n_refs)  # = a stable argsort's first n_refs rows, in linear time
     return {c: [int(r) for r in order[:, c] if rels_max[r, c] > 0] for c in range(rels_max.shape[1])}
 
 

@@ -24,6 +24,7 @@ from utils.reveal.embedding import embed_2d
 from utils.reveal.outliers import cosine_distance_matrix, lof, ranking
 from utils.reveal.results import ranked_neurons, write_result
 from utils.reveal.sams import optimise_sams
+from utils.reveal.subsample import one_thread, top_rows
 from utils.reveal.store_views import class_mask, open_store
 
 REFERENCES = Registry("dora_reference")
@@ -84,7 +85,7 @@ def _real_references(context, rank_kind):
     activations = feats[f"cavs_{agg}"]
     ranking_values = feats[f"{rank_kind}_{agg}"]
     n = min(config.dora_n_refs, len(activations))
-    top = np.argsort(-ranking_values, axis=0, kind="stable")[:n]  # (n, C): per neuron, best rows first
+    top = top_rows(ranking_values, n)  # (n, C): per neuron, best rows first (linear in the samples)
     matrix = activations[top].mean(0)  # (C, C)
     ids = feats["sample_ids"]
     return ReferenceSet(matrix, {c: [str(ids[r]) for r in top[:, c]] for c in range(top.shape[1])})
@@ -158,9 +159,10 @@ def analyse(matrix, config):
     alive = np.flatnonzero((np.abs(matrix).sum(1) > 1e-12) & (own > 1e-3 * max(float(own.max()), 1e-12)))
     if len(alive) < 3:
         raise UserError(f"only {len(alive)} neurons respond to their references; DORA needs at least 3")
-    distance = cosine_distance_matrix(matrix[np.ix_(alive, alive)], half_angle=True)
-    view = embed_2d(distance, config.embedding_2d, precomputed=True, seed=config.seed)
-    scores, flags = lof(distance, config.lof_n_neighbors, precomputed=True)
+    with one_thread():  # a few hundred neurons: threads would only wait for each other
+        distance = cosine_distance_matrix(matrix[np.ix_(alive, alive)], half_angle=True)
+        view = embed_2d(distance, config.embedding_2d, precomputed=True, seed=config.seed)
+        scores, flags = lof(distance, config.lof_n_neighbors, precomputed=True)
     return alive, distance, view, scores, flags
 
 
@@ -236,12 +238,10 @@ def cached_reference_set(config, class_id=None, force=False):
     Real references of one class (``class_id``) are cached per class; sAMS refuse a class.
     """
     from utils.io import atomic_path
-    from utils.paths import step_dir
 
     check_class_id(config, class_id)
     layer = layer_for_config(config, "neuron_layer_name")
-    name = f"dora_{layer}_{config.dora_reference}_{config.dora_aggregation}_{_cache_key(config, layer, class_id)}.pt"
-    path = step_dir(config, "preprocessing") / name
+    path = reference_cache_path(config, class_id)
     if path.is_file() and not force:
         saved = torch.load(path, weights_only=True)
         refs = {int(k): v for k, v in saved["references"].items()}

@@ -12,10 +12,11 @@ import numpy as np
 
 from models import layer_for_config
 from utils.reveal.clustering import run_clusterings
-from utils.reveal.embedding import embed_2d, knn_affinity, spectral_embedding
+from utils.reveal.embedding import KNN_MAX_DIM, embed_2d, knn_affinity, spectral_embedding
 from utils.reveal.outliers import lof, ranking
 from utils.reveal.results import ranked_samples, write_result
 from utils.reveal.store_views import class_mask, open_store
+from utils.reveal.subsample import one_thread
 from utils.registry import Registry
 
 
@@ -67,16 +68,24 @@ class SprayResult:
 
 
 def spray(features, config):
-    """Spectral embedding, clusterings, 2-D view and LOF of (n, ...) explanations of one class."""
+    """Spectral embedding, clusterings, 2-D view and LOF of (n, ...) explanations of one class
+    (on one thread: see :func:`utils.reveal.subsample.one_thread`)."""
+    with one_thread():
+        return _spray(features, config)
+
+
+def _spray(features, config):
     rows = normalise_rows(features)
-    affinity = knn_affinity(rows, config.spray_n_neighbors)
-    embedding, eigenvalues = spectral_embedding(affinity, config.spray_n_eigval)
+    large = len(rows) > config.spray_sample_size  # at or below: every step exactly as on all samples
+    affinity = knn_affinity(rows, config.spray_n_neighbors, max_dim=KNN_MAX_DIM if large else None,
+                            seed=config.seed)
+    embedding, eigenvalues = spectral_embedding(affinity, config.spray_n_eigval, seed=config.seed)
     # ours: with all n_eigval eigenvectors weighted equally, the many eigenvectors that describe
     # variation inside a cluster outvote the few that separate clusters (k-means then splits a
     # large group instead of isolating a small one); diffusion-map weights fix that
     embedding = embedding * np.clip(1.0 - eigenvalues, 0.0, None) ** config.spray_diffusion_time
     clusterings = run_clusterings(embedding, config.spray_clusterings, config)
-    view = embed_2d(embedding, config.embedding_2d, seed=config.seed)
+    view = embed_2d(embedding, config.embedding_2d, seed=config.seed, max_samples=config.spray_sample_size)
     scores, flags = lof(embedding, config.lof_n_neighbors)
     return embedding, eigenvalues, clusterings, view, scores, flags
 

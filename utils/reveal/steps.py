@@ -31,8 +31,7 @@ def spray_step(config, class_indices=None):
             classes = parse_class_indices(class_indices, n_classes_of(store))
         save_resolved_config(config, step_dir(config, "reveal"))
         rows = []
-        for class_id in classes:
-            result, path = run_spray(config, class_id)
+        for class_id, (result, path) in zip(classes, spray_classes(config, classes)):
             default = result.clusterings.get(config.spray_default_clustering)
             top = result.payload(config)["outlier_samples"][:3]
             rows.append({"class": class_id, "samples": len(result.sample_ids),
@@ -41,6 +40,22 @@ def spray_step(config, class_indices=None):
                          "LOF outliers": int(np.sum(result.flags)),
                          "top outliers": ", ".join(o["sample_id"] for o in top), "json": str(path)})
     return rows
+
+
+def spray_classes(config, classes):
+    """``[(result, json path)]`` of SpRAy for each class, ``spray_workers`` classes at a time.
+
+    Classes are independent, so each can run in its own process (joblib's loky workers, which
+    also limit each worker's BLAS threads to its share of the cores, so workers do not fight over
+    them). Every class's computation is seeded by the config alone: the results do not depend on
+    the number of workers.
+    """
+    workers = min(config.spray_workers, len(classes))
+    if workers <= 1:
+        return [run_spray(config, class_id) for class_id in classes]
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=workers, backend="loky")(delayed(run_spray)(config, class_id) for class_id in classes)
 
 
 def plot_spray(config, class_id):
