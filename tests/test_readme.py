@@ -14,6 +14,10 @@ How the README's commands are read (the convention is stated in the README's "De
 The run is reduced (:data:`REDUCED_TRAINING`, :data:`REDUCED_AUDIT`: 32-px images, fewer samples and
 epochs, shorter DORA/CRP settings) by editing the copied configs before the first command; the
 commands themselves are not changed.
+
+Each command runs in a process of its own; a plain ``python -m`` one is forked from a server that has
+imported torch, scipy, sklearn, matplotlib and pandas once (:mod:`tests.command_server`), which saves
+the interpreter start-up (most of each command's time), the rest runs with ``bash -c``.
 """
 import csv
 import glob
@@ -21,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 
@@ -30,6 +33,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from tests.command_server import PRELOAD, CommandRunner, python_module_command
 from tests.conftest import ROOT
 
 README = ROOT / "README.md"
@@ -112,28 +116,31 @@ def fill_placeholders(command, cwd):
     return command
 
 
-def run_section(title, cwd, env):
-    """Run every command of the section in order; returns the section's text."""
+def run_section(title, cwd, env, preload=PRELOAD):
+    """Run every command of the section in order (``preload``: what the command server imports once,
+    see tests/command_server.py); returns the section's text."""
     text = section(title)
     assignments = []
     items = commands(text)
     assert items, f"no commands found in the README's section {title!r}"
-    for kind, item in items:
-        if kind == "edit":
-            path = cwd / item["file"]
-            current = yaml.safe_load(path.read_text()) if path.is_file() else {}
-            current.setdefault(item["key"], {})[item["name"]] = item["value"]
-            path.write_text(yaml.safe_dump(current))
-            continue
-        if re.fullmatch(r"\w+=\S+", item):
-            assignments.append(item)
-            continue
-        command = fill_placeholders(item, cwd)
-        script = "\n".join([*assignments, command])
-        start = time.time()
-        done = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True)
-        print(f"{time.time() - start:5.1f} s  {command}")  # shown by pytest -s, or with a failure
-        assert done.returncode == 0, f"README command failed (exit {done.returncode}): {command}\n{done.stderr[-3000:]}"
+    with CommandRunner(cwd, env, preload) as runner:  # each command its own process; python -m ones forked
+        for kind, item in items:
+            if kind == "edit":
+                path = cwd / item["file"]
+                current = yaml.safe_load(path.read_text()) if path.is_file() else {}
+                current.setdefault(item["key"], {})[item["name"]] = item["value"]
+                path.write_text(yaml.safe_dump(current))
+                continue
+            if re.fullmatch(r"\w+=\S+", item):
+                assignments.append(item)
+                continue
+            command = fill_placeholders(item, cwd)
+            start = time.time()
+            done = runner.run(assignments, command)
+            how = "forked" if done.forked else "bash"
+            print(f"{time.time() - start:5.1f} s  ({how}) {command}")  # shown by pytest -s, or with a failure
+            assert done.returncode == 0, \
+                f"README command failed (exit {done.returncode}, {how}): {command}\n{done.stderr[-3000:]}"
     return text
 
 
@@ -185,6 +192,9 @@ def test_commands_parse_as_written():
     assert "C=config_files/revealing/synth_derm/tiny_vgg_default.yaml" in runs
     assert not any("[" in c for c in runs)
     assert sum("<ID>" in c for c in runs) == 1
+    assignments = [c for c in runs if re.fullmatch(r"\w+=\S+", c)]  # each python -m is forked, not run by bash
+    assert all(python_module_command(assignments, re.sub(r" <ID>( \.\.\.)?", " x", c))
+               for c in runs if c.startswith("python -m"))
     own = commands(section("Bring your own images"))
     heredoc = next(c for kind, c in own if kind == "run" and c.startswith("cat >"))
     assert heredoc.splitlines()[-1] == "CSV" and "a.jpg,benign,train" in heredoc
@@ -197,7 +207,7 @@ def test_commands_parse_as_written():
         fill_placeholders("refine --artifact <NAME>", ROOT)
 
 
-@pytest.mark.slow  # fifteen processes, about two minutes
+@pytest.mark.slow  # fifteen processes, under a minute (forked: tests/command_server.py)
 def test_step_by_step_audit_runs_as_written(repo_copy):
     copy, _, env = repo_copy
     _reduce(copy, {**REDUCED_TRAINING, **REDUCED_AUDIT})
@@ -216,7 +226,9 @@ def test_bring_your_own_example_runs_as_written(repo_copy):
     mask = np.zeros((40, 48), dtype=np.uint8)
     mask[5:12, 4:30] = 255
     Image.fromarray(mask).save(copy / "ruler_mask_of_a.png")
-    text = run_section("Bring your own images", copy, env)
+    # its one heavy command trains: preload only what training imports (no sklearn, scipy, matplotlib)
+    text = run_section("Bring your own images", copy, env, preload=["numpy", "torch", "pandas", "PIL.Image", "yaml",
+                                                                    "pydantic", "tqdm"])
     assert yaml.safe_load((copy / "config_files" / "local_config.yaml").read_text()) == {
         "data_paths": {"image_folder": "my_images"}}
     assert_named_files_exist(text, copy)

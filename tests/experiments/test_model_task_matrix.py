@@ -28,7 +28,7 @@ AUDIT = {"spray_n_neighbors": 6, "spray_n_eigval": 6, "spray_n_clusters": [2, 3]
          "embedding_2d": "mds", "n_outliers": 3}
 BASE = {"seed": 0, "batch_size": 32, "training": {"num_epochs": 1, "lr": 0.003},
         "annotation": {"n_seeds": 2, "seed_from": "spray"},
-        "mitigation_common": {"num_epochs": 1, "lr": 0.001, "eval_max_samples": 6, "n_heatmaps": 2}}
+        "mitigation_common": {"num_epochs": 1, "lr": 0.001, "eval_max_samples": 6, "n_heatmaps": 1}}
 METHODS = [{"method": "Vanilla"}, {"method": "PClarc"}, {"method": "ReactivePClarc"}, {"method": "RRClarc"},
            {"method": "RRR"}, {"method": "RRR", "rrr_explanation": "lrp"}, {"method": "ISNet"}]
 NO_VIT_LRP = "cannot explain tiny_vit (no differentiable LRP for transformer attention)"

@@ -15,7 +15,7 @@ REDUCED = {
               "spray_min_cluster_size": 5, "lof_n_neighbors": 8, "dora_sams_steps": 3, "dora_n_refs": 2,
               "crp_n_refs": 2, "retrieval_top_k": 8, "embedding_2d": "mds", "n_outliers": 4},
     "annotation": {"n_seeds": 2, "seed_from": "spray"},
-    "mitigation_common": {"num_epochs": 1, "lr": 0.001, "eval_max_samples": 10},
+    "mitigation_common": {"num_epochs": 1, "lr": 0.001, "eval_max_samples": 10, "n_heatmaps": 2},
     "mitigation": [{"method": "Vanilla"}, {"method": "PClarc"},
                    {"method": "RRR", "lamb": 1.0, "sweep": [1.0, 10.0], "seeds": [0, 1]}],
 }

@@ -2,7 +2,7 @@
 ranks deterministically, and ``evaluate_reveal`` scores all three methods against the band-aid
 ground truth with the task's thresholds.
 
-One module-scoped fixture trains the model (about a minute, images held in memory) and writes the
+One module-scoped fixture trains the model (about 15 s, images held in memory) and writes the
 preprocessing store; the tests share it.
 """
 import json
@@ -15,10 +15,13 @@ from conftest import train_tiny_vgg
 from utils.config import AuditConfig, load_config
 from utils.reveal.results import result_path
 
-# The demo's 64-px images, half the training images and half the epochs, and half of the benign
-# images with a band-aid (none of the melanomas): a model trained in about a minute on one thread
+# The demo's 64-px images, half the training images and a quarter of the epochs, and half of the
+# benign images with a band-aid (none of the melanomas): a model trained in about 15 s on one thread
 # that learns the lesion and the band-aid. Reveal settings as in the committed defaults (latent
 # SpRAy on layer_name, DORA and CRP on the last conv block), with fewer sAMS steps and references.
+# 6 epochs pass test_reveal_finds_the_band_aid with the margins 12 epochs had: over training seeds
+# 0-3, SpRAy purity 0.83-1.00 / coverage 0.72-0.83 and best neuron AUROC 0.94-1.00 (12 epochs:
+# 0.83-1.00 / 0.80-0.99 and 0.93-1.00).
 REDUCED = {"dataset_name": "synth_derm", "img_size": 64, "seed": 0,
            "dataset_options": {"n_train": 1000, "n_val": 8, "n_test": 8},
            "artifacts": {"band_aid": {"benign": 0.5}}, "artifact": "band_aid",
@@ -26,7 +29,7 @@ REDUCED = {"dataset_name": "synth_derm", "img_size": 64, "seed": 0,
            "spray_space": "latent", "neuron_layer_name": "features.14",
            "lof_n_neighbors": 10, "dora_sams_steps": 10, "dora_n_refs": 2,
            "dora_sams_resolution": 16, "crp_n_refs": 3, "n_outliers": 4}
-EPOCHS = 12
+EPOCHS = 6
 
 
 def _train(config_path, ckpt):
@@ -195,7 +198,7 @@ def test_reveal_finds_the_band_aid(quality):
     """The task's thresholds on the reduced config with the default reveal settings: a SpRAy cluster
     of the benign class with band-aid purity >= 0.8 holding >= half of its band-aid samples, and a
     top-5 DORA or CRP outlier neuron whose pooled activation separates band-aid samples with AUROC
-    >= 0.9 (measured: SpRAy k-means 4 purity 0.90 / coverage 0.78; DORA 0.993, CRP 0.935 / 0.992)."""
+    >= 0.9 (measured: SpRAy purity 1.00 / coverage 0.72; DORA 0.988, CRP 0.338 / 0.951)."""
     spray = _spray_class0(quality)
     assert spray["best_cluster"]["purity"] >= 0.8 and spray["best_cluster"]["coverage"] >= 0.5, spray
     assert _best_neuron(quality, "best_auroc") >= 0.9, quality

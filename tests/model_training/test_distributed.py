@@ -50,8 +50,11 @@ def _run_dir(tmp_path, name):
 
 @pytest.mark.slow  # two torchrun launches, about half a minute
 def test_dead_rank_stops_the_run_and_resume_continues(write_config, tmp_path):
+    # 512 images: an epoch takes seconds, so the kill (about a second after the first last.pt) comes
+    # with up to three epochs still to run, and the resume has them to run
+    epochs = 4
     config = write_config("crash", **{**DIST_CONFIG, "dataset_options": {"n_train": 512, "n_val": 16, "n_test": 16}},
-                          num_epochs=6)
+                          num_epochs=epochs)
     process = subprocess.Popen(_torchrun(config), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     last = _run_dir(tmp_path, "crash") / "checkpoints" / "last.pt"
     deadline = time.time() + 240
@@ -66,11 +69,11 @@ def test_dead_rank_stops_the_run_and_resume_continues(write_config, tmp_path):
     assert process.returncode != 0
     assert "exitcode" in stderr and "-9" in stderr
     stopped_at = load_checkpoint(last)["epoch"]
-    assert stopped_at < 6
+    assert stopped_at < epochs
     resumed = _run(_torchrun(config, "--resume"))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     final = load_checkpoint(last)
-    assert final["epoch"] == 6 and len(final["history"]) == 6
+    assert final["epoch"] == epochs and len(final["history"]) == epochs
 
 
 # --- one torchrun launch trains, corrects twice and preprocesses -------------------------------------
