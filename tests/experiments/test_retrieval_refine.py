@@ -197,11 +197,11 @@ def test_a_second_reviewer_at_once_is_refused_and_loses_nothing(audit, capsys):
 
 
 def test_a_review_round_grows_with_the_split_so_the_rounds_do_not(write_config):
-    """A round shows max(retrieval_top_k, annotation_round_share of the split): the demo's 2,400 training
+    """A round shows max(retrieval_top_k, annotation_round_share of the split): the demo's 2,000 training
     samples keep rounds of retrieval_top_k, 20,000 samples get 120 per round, share 0 always top_k."""
     from utils.bias.review import round_size
 
     config = load_config(write_config("rounds", **DATA, retrieval_top_k=16), AuditConfig)
-    assert round_size(config, 2400) == 16 and round_size(config, 20000) == 120
+    assert round_size(config, 2000) == 16 and round_size(config, 20000) == 120
     fixed = config.model_copy(update={"annotation_round_share": 0.0})
     assert round_size(fixed, 20000) == 16

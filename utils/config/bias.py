@@ -46,7 +46,7 @@ class BiasOptions(StrictModel):
         0.006, ge=0, le=1, description="a review round shows max(retrieval_top_k, this share of the training split) "
         "samples: each round refits the CAV on the whole split, so with a fixed number per round the rounds, and the "
         "annotation's time, would grow with the square of the split's size (1 round per 16 artifact samples); a "
-        "share keeps the number of rounds fixed. 0.006: up to 2,666 training samples (the demo's 2,400) a round is "
+        "share keeps the number of rounds fixed. 0.006: up to 2,666 training samples (the demo's 2,000) a round is "
         "retrieval_top_k; 20,000 samples: 120 per round. 0: always retrieval_top_k")
     annotation_n_seeds: int = Field(5, ge=1, description="candidates refine takes from the reveal step (its 4 x n "
                                     "top outlier samples and the n most central samples of every SpRAy cluster) "
