@@ -22,6 +22,7 @@ shortcut to reveal) and baseline wander bursts appear at equal rates in every cl
 rate is at least ``FAST_RATE`` bpm (about half of them, in every class), read from the record's own
 drawing. The artifacts stay tied to the diagnosis labels.
 """
+import functools
 import zlib
 
 import numpy as np
@@ -137,7 +138,11 @@ def _draw_record(seed, split_code, idx, label):
     return render_ecg(_record_rng(seed, split_code, idx), label)
 
 
-_drawn_record = shared_render_cache(_draw_record, bytes_per_sample=4 * len(LEADS) * FS * SECONDS)
+@functools.lru_cache(maxsize=None)
+def _drawn_records():
+    """The process-wide memo of drawn records, created when first used (its budget is read from the
+    environment then, so a bad value is a user error of the step, not of the import)."""
+    return shared_render_cache(_draw_record, bytes_per_sample=4 * len(LEADS) * FS * SECONDS)
 
 
 class SynthEcgSplit(BaseDataset):
@@ -159,7 +164,7 @@ class SynthEcgSplit(BaseDataset):
                          SIGNAL_MEAN, SIGNAL_STD, augment=augment, multi_label=multi_label)
 
     def load_raw(self, idx):
-        return torch.from_numpy(_drawn_record(self.seed, self._split_code, int(idx), int(self.diagnosis[idx])))
+        return torch.from_numpy(_drawn_records()(self.seed, self._split_code, int(idx), int(self.diagnosis[idx])))
 
 
 @register_dataset("synth_ecg", modality="signal", default_artifacts=DEFAULT_ARTIFACTS,

@@ -159,20 +159,21 @@ def benchmark_blocks(benchmark_dir) -> dict:
     return {f"benchmark_{name}": benchmark_block(result) for name, result in mitigation.read_settings(benchmark_dir).items()}
 
 
-def scale_blocks(scale_json) -> dict:
-    if scale_json is None:
+def _json_block(path, option, benchmark, block, render) -> dict:
+    """``{block: render(the JSON at path)}``; nothing when ``path`` is not given (the block is kept)."""
+    if path is None:
         return {}
-    if not Path(scale_json).is_file():
-        raise UserError(f"--scale_json: {scale_json} is not a file; run python -m experiments.benchmarks.scale first")
-    return {"scale_estimate": scale.markdown(read_json(scale_json))}
+    if not Path(path).is_file():
+        raise UserError(f"{option}: {path} is not a file; run python -m experiments.benchmarks.{benchmark} first")
+    return {block: render(read_json(path))}
+
+
+def scale_blocks(scale_json) -> dict:
+    return _json_block(scale_json, "--scale_json", "scale", "scale_estimate", scale.markdown)
 
 
 def scaling_blocks(scaling_json) -> dict:
-    if scaling_json is None:
-        return {}
-    if not Path(scaling_json).is_file():
-        raise UserError(f"--scaling_json: {scaling_json} is not a file; run python -m experiments.benchmarks.scaling first")
-    return {"scaling_audit": scaling.markdown(read_json(scaling_json))}
+    return _json_block(scaling_json, "--scaling_json", "scaling", "scaling_audit", scaling.markdown)
 
 
 def figure_sources(root) -> dict:
