@@ -4,6 +4,7 @@ import torch
 
 from datasets import get_dataset, list_datasets
 from datasets.artifacts import insert_artifact, list_artifacts
+from tests.conftest import ROOT
 from utils.errors import UserError
 
 SMALL = {"n_train": 60, "n_val": 20, "n_test": 20}
@@ -51,6 +52,12 @@ def test_render_cache_budget_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv(ENV_RENDER_CACHE, "lots")
     with pytest.raises(UserError, match=ENV_RENDER_CACHE):
         render_cache_bytes()
+    import subprocess
+    import sys
+
+    # read when a cache is first used, never at import: an entry point can still turn it into one line
+    done = subprocess.run([sys.executable, "-c", "import datasets"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1000:]
 
 
 def test_splits_differ_and_have_both_classes():
