@@ -31,12 +31,13 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from models.pooling import MaxPool2d as ChannelsLastMaxPool2d
 from utils.errors import UserError
 
 AFFINE = (nn.Conv1d, nn.Conv2d, nn.Linear)
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 # layers that pass the data on unchanged for the epsilon bookkeeping (pooling: gradient or LRP-z rule)
-PASS_ON = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
+PASS_ON = (nn.MaxPool1d, nn.MaxPool2d, ChannelsLastMaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
            nn.Flatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity,
            nn.Sequential)  # an empty Sequential (a leaf) is the identity
 SUPPORTED = (*AFFINE, *BATCH_NORMS, nn.ReLU, *PASS_ON)  # exact types: a subclass may compute something else

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from models.densenet import ExplicitDenseNet
+from models.pooling import MaxPool2d as ChannelsLastMaxPool2d
 from models.tiny import TinyResNet, TinyVGG
 from utils.lrp.canonizers import sibling_merge_pairs
 from utils.lrp.fast import rules
@@ -86,7 +87,8 @@ LEAVES = {
     **{t: lambda builder, name, m: rules.Identity(name, m)
        for t in (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)},
     nn.Flatten: lambda builder, name, m: rules.Flatten(name, m),
-    **{t: lambda builder, name, m: rules.MaxPool(name, m) for t in (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)},
+    **{t: lambda builder, name, m: rules.MaxPool(name, m)
+       for t in (nn.MaxPool1d, nn.MaxPool2d, ChannelsLastMaxPool2d, nn.MaxPool3d)},
     **{t: lambda builder, name, m: rules.AvgPool(name, m)
        for t in (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, *rules.ADAPTIVE_AVG)},
 }

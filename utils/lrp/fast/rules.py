@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.pooling import max_pool2d
 from utils.lrp.fast.nodes import EPSILON, Node, Unsupported, divide, stabilize
 
 
@@ -340,7 +341,7 @@ class MaxPool(Leaf):
 
     def forward(self, x, trace):
         m = self.module
-        pool = getattr(F, f"max_pool{x.dim() - 2}d")
+        pool = max_pool2d if isinstance(m, nn.MaxPool2d) else getattr(F, f"max_pool{x.dim() - 2}d")
         y, indices = pool(x, m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode,
                           return_indices=True)
         trace.save(self, (x, indices))
