@@ -5,6 +5,7 @@ later steps need: class names, sample ids, labels, normalisation, artifact annot
 and foreground masks. Subclasses implement :meth:`load_raw` (channels first; images in [0, 1], signals
 in physical units such as mV).
 """
+import collections
 import functools
 import hashlib
 import json
@@ -56,6 +57,30 @@ def shared_render_cache(draw, bytes_per_sample):
     return functools.lru_cache(maxsize=max(64, budget // bytes_per_sample) if budget else 0)(draw)
 
 
+class RenderMemo:
+    """Rendered samples kept for the whole process under a key that decides their content, within
+    :func:`render_cache_bytes` (the least recently used go first). ``draw()`` makes a missing one;
+    ``nbytes(value)`` says what it holds. Callers must not change what they get: it is shared."""
+
+    def __init__(self, nbytes):
+        self.nbytes, self.items, self.held, self.budget = nbytes, collections.OrderedDict(), 0, None
+
+    def get(self, key, draw):
+        if self.budget is None:  # read when first used: a bad value is the step's user error
+            self.budget = render_cache_bytes()
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key][0]
+        value = draw()
+        size = self.nbytes(value)
+        if size <= self.budget:
+            self.items[key] = (value, size)
+            self.held += size
+            while self.held > self.budget:
+                self.held -= self.items.popitem(last=False)[1][1]
+        return value
+
+
 class BaseDataset(torch.utils.data.Dataset):
     modality = "image"  # "image": (C, H, W); "signal": (C, T)
 
@@ -77,6 +102,12 @@ class BaseDataset(torch.utils.data.Dataset):
 
     def get_foreground_mask(self, idx):
         """Boolean mask of the object of interest (e.g. the lesion), or ``None`` if unknown."""
+        return None
+
+    def render_key(self, idx):
+        """A hashable key that alone decides what :meth:`load_raw` gives for ``idx`` in this process
+        (generated data: its settings and the index), or ``None`` (read from files). Wrappers that
+        render on top of a sample, such as inserted artifacts, keep their results under it."""
         return None
 
     # --- artifacts: data sets without annotations have none -------------------------------------

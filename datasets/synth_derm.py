@@ -113,6 +113,9 @@ class SynthDermSplit(BaseDataset):
     def _render(self, idx):
         return _drawn_lesion(self.img_size)(self.seed, self._split_code, int(idx), bool(self.malignant[idx]))
 
+    def render_key(self, idx):
+        return ("synth_derm", self.img_size, self.seed, self._split_code, int(idx), bool(self.malignant[idx]))
+
     def load_raw(self, idx):
         image, _ = self._render(idx)
         return torch.from_numpy(image).permute(2, 0, 1)

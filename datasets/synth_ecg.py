@@ -163,6 +163,9 @@ class SynthEcgSplit(BaseDataset):
         super().__init__(split, names, [f"{split}_{i:05d}" for i in range(n_samples)], labels,
                          SIGNAL_MEAN, SIGNAL_STD, augment=augment, multi_label=multi_label)
 
+    def render_key(self, idx):
+        return ("synth_ecg", self.seed, self._split_code, int(idx), int(self.diagnosis[idx]))
+
     def load_raw(self, idx):
         return torch.from_numpy(_drawn_records()(self.seed, self._split_code, int(idx), int(self.diagnosis[idx])))
 

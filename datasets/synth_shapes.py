@@ -242,6 +242,9 @@ class SynthShapesSplit(BaseDataset):
     def _render(self, idx):
         return _drawn_shape(self.img_size)(self.seed, self._split_code, int(idx), int(self.labels[idx]))
 
+    def render_key(self, idx):
+        return ("synth_shapes", self.img_size, self.seed, self._split_code, int(idx), int(self.labels[idx]))
+
     def load_raw(self, idx):
         image, _ = self._render(idx)
         return torch.from_numpy(image).permute(2, 0, 1)

@@ -179,3 +179,53 @@ def test_multi_label_variant_adds_the_lesion_size_label_of_the_same_images():
 def test_multi_label_option_takes_true_or_false_only(name):
     with pytest.raises(UserError, match=r"^dataset_options.multi_label: true or false, got 'no'$"):
         get_dataset(name, img_size=32, dataset_options={"n_train": 4, "n_val": 2, "n_test": 2, "multi_label": "no"})
+
+
+@pytest.mark.parametrize("name", ["synth_derm", "synth_shapes", "synth_ecg"])
+def test_inserted_artifacts_are_kept_and_identical_to_drawing_them_again(name, monkeypatch):
+    """A reopened split (every pipeline step, every correction) reuses the samples with their artifacts,
+    and gets exactly what inserting them again gives; with the render cache off nothing is kept."""
+    from datasets import with_artifacts
+    from datasets.base import ENV_RENDER_CACHE, RenderMemo
+
+    memo = RenderMemo(with_artifacts._RENDERED.nbytes)
+    monkeypatch.setattr(with_artifacts, "_RENDERED", memo)
+    split = _data(name=name, seed=5).train.with_mode("attacked")  # every sample carries the target
+    first = [split.render(i) for i in range(6)]
+    assert len(memo.items) == 6
+    drawn = memo.items.copy()
+    again = _data(name=name, seed=5).train.with_mode("attacked")
+    for i, (image, masks) in enumerate(first):
+        fresh_image, fresh_masks = again._insert(i, tuple(again._present(i)))  # drawn anew, not kept
+        assert np.array_equal(image, fresh_image) and masks.keys() == fresh_masks.keys()
+        assert all(np.array_equal(masks[a], fresh_masks[a]) for a in masks)
+        assert torch.equal(again.load_raw(i), split.load_raw(i))
+    assert memo.items.keys() == drawn.keys()  # the reopened split drew nothing
+    other_seed = _data(name=name, seed=6).train.with_mode("attacked")
+    assert not torch.equal(other_seed.load_raw(0), split.load_raw(0))  # the key tells the data sets apart
+    mask = split.get_mask(0, split.target)
+    mask.fill_(False)  # a caller changing its mask does not change the kept one
+    assert split.get_mask(0, split.target).any()
+
+    monkeypatch.setenv(ENV_RENDER_CACHE, "0")
+    off = RenderMemo(with_artifacts._RENDERED.nbytes)
+    monkeypatch.setattr(with_artifacts, "_RENDERED", off)
+    assert torch.equal(split.load_raw(1), again.load_raw(1)) and not off.items
+
+
+def test_render_memo_keeps_the_most_recent_within_its_budget(monkeypatch):
+    from datasets.base import ENV_RENDER_CACHE, RenderMemo
+
+    monkeypatch.setenv(ENV_RENDER_CACHE, "1")  # 1 MiB: four samples of 250 KiB
+    memo, draws = RenderMemo(lambda value: value.nbytes), []
+
+    def draw(i):
+        draws.append(i)
+        return np.full(250 * 1024, i, dtype=np.uint8)
+
+    for i in (0, 1, 2, 3, 0, 4):  # 0 is used again before 4 comes: 1 is the least recent
+        memo.get(i, lambda i=i: draw(i))
+    assert draws == [0, 1, 2, 3, 4] and list(memo.items) == [2, 3, 0, 4]
+    assert memo.held == 4 * 250 * 1024 <= 2**20
+    memo.get(1, lambda: draw(1))
+    assert draws[-1] == 1 and 2 not in memo.items
