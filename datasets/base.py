@@ -18,7 +18,8 @@ import torch
 
 # The generated data sets' render cache, per image size: 2 GiB by default holds every sample of 25,000
 # 64-px images (53 KB each with the mask), so no step draws a sample twice even at the size of ISIC 2019;
-# memory is only taken as samples are drawn (the demo's 3,600 samples: about 190 MB).
+# memory is only taken as samples are drawn (the demo's 3,600 samples: about 190 MB). The samples with
+# their inserted artifacts (datasets.with_artifacts) are kept within a budget of the same size of their own.
 # A smaller budget makes every step that reads a split again pay for drawing it when the data set does
 # not fit, so the steps would grow faster than their work with the size of the data set.
 ENV_RENDER_CACHE = "SHORTCUTLAB_RENDER_CACHE_MIB"
