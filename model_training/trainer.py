@@ -112,6 +112,9 @@ class TrainingHooks:
     frozen_modules: Sequence = ()  # stay in eval mode: frozen BatchNorm layers must keep their statistics
     grad_clip: float | None = None  # max gradient norm, or None
     validation: Validation = field(default_factory=Validation)
+    # random generators of the loss's own (RR-ClArC's signs, ISNet's sampled classes): their states are saved
+    # in every checkpoint and restored on resume, so a continued run draws what an uninterrupted one would
+    generators: Sequence = ()
 
 
 class Trainer:
@@ -155,7 +158,7 @@ class Trainer:
                         optimizer_state_dict=self.optimizer.state_dict(),
                         scheduler_state_dict=self.scheduler.state_dict(), history=self.history,
                         best_key=self.best_key, best_epoch=self.best_epoch, torch_rng_state=torch.get_rng_state(),
-                        inputs=self.inputs)
+                        generator_states=[g.get_state() for g in self.hooks.generators], inputs=self.inputs)
 
     def resume(self, strict=True):
         """Continue the run saved in ``last.pt``. When it was run with other settings or inputs: with
@@ -182,6 +185,9 @@ class Trainer:
         if self.best_key is None and "best_val_accuracy" in checkpoint:  # written before keys were general
             self.best_key = [float(checkpoint["best_val_accuracy"])]
         torch.set_rng_state(checkpoint["torch_rng_state"])
+        # a checkpoint of an older version holds none: its generators start afresh, as they did then
+        for generator, state in zip(self.hooks.generators, checkpoint.get("generator_states") or []):
+            generator.set_state(state)
         return True
 
     # --- loop ----------------------------------------------------------------------------------

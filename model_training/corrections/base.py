@@ -121,6 +121,11 @@ class Correction:
             handle.remove()
         self._handles = []
 
+    def generators(self) -> list:
+        """The method's own random generators (every ``torch.Generator`` it holds): the Trainer keeps
+        their states in its checkpoints, so a resumed fine-tuning continues their draws exactly."""
+        return [value for value in vars(self).values() if isinstance(value, torch.Generator)]
+
     def state(self) -> dict:
         """What the corrected checkpoint must store besides the weights."""
         return {}

@@ -143,7 +143,8 @@ def _run_correction(config, out_dir, overwrite, resume, strict_resume):
         hooks = TrainingHooks(extra_loss=method.extra_loss, forward=method.forward,
                               input_requires_grad=method.input_requires_grad,
                               frozen_modules=frozen + batchnorm_kept_in_eval(config, model, from_scratch),
-                              grad_clip=config.grad_clip, validation=SubsetValidation(budget))
+                              grad_clip=config.grad_clip, validation=SubsetValidation(budget),
+                              generators=method.generators())
         trainer = Trainer(config, out_dir, model=model, splits=DataSplits(ctx.train_set, splits.val, splits.test),
                           inputs=inputs, hooks=hooks)
         last = out_dir / "checkpoints" / "last.pt"

@@ -496,3 +496,27 @@ def test_localization_masks_stand_in_for_missing_masks_when_pasting(tmp_path):
     assert attacked.target == "ruler"
     pasted = [attacked.get_mask(i, "ruler") for i in np.flatnonzero(~attacked.carries)]
     assert pasted and all(int(m.sum()) == 3 * 16 for m in pasted)  # the localized strip, flipped or moved
+
+
+# methods that draw from a generator of their own while fine-tuning
+OWN_DRAWS = [("RRClarc", {"criterion": "all_logits_random", "lamb": 1000.0}),
+             ("ISNet", {"variant": "stochastic", "C1": 1.0, "C2": 10.0, "P": 0.7})]
+
+
+@pytest.mark.parametrize("method,options", OWN_DRAWS, ids=[m for m, _ in OWN_DRAWS])
+def test_a_correction_continued_after_an_epoch_is_the_uninterrupted_one(tiny, tmp_path, method, options):
+    """A run of one epoch resumed to two gives the weights of a two-epoch run bit for bit: the method's
+    own random draws (RR-ClArC's signs, stochastic ISNet's classes) continue where they stopped. The
+    short phase of a sweep (``sweep_epochs``) relies on it."""
+    from model_training.corrections.run import run_correction
+
+    _, ckpt = tiny
+    common = {"method": method, "freeze": False, "batch_size": 16, "max_clean_drop": 1.0, **options}
+    full_dir, _ = run_correction(_config(tmp_path, ckpt, config_name="full", num_epochs=2, **common))
+    run_correction(_config(tmp_path, ckpt, config_name="continued", num_epochs=1, **common))
+    continued_dir, metrics = run_correction(_config(tmp_path, ckpt, config_name="continued", num_epochs=2, **common),
+                                            overwrite=True, resume=True)
+    assert len(metrics["history"]) == 2
+    full, continued = (torch.load(d / "checkpoints" / "last.pt", weights_only=True)["model_state_dict"]
+                       for d in (full_dir, continued_dir))
+    assert all(torch.equal(full[key], continued[key]) for key in full)
