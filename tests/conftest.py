@@ -98,3 +98,13 @@ def pytest_terminal_summary(terminalreporter):
     for step, points in KILL_RESULTS.items():
         terminalreporter.write_line(f"{step}: {len(points['tried'])} kill points tried, {len(points['identical'])} "
                                     f"resumed to identical outputs (events {', '.join(map(str, points['tried']))})")
+
+
+@pytest.fixture(autouse=True)
+def _corrections_compute_afresh():
+    """Each test computes what corrections share within a process (ISNet's C1/C2, CAV features) itself: a
+    test that patches how they are computed never reads another test's result."""
+    from model_training.corrections.shared import forget
+
+    forget()
+    yield

@@ -14,10 +14,15 @@ The ``*_sweep`` configs are the pipeline's default mitigation (``config_generato
 each method's strength swept over three values spaced by 10x, the penalty at about 0.1x, 1x and
 10x the cross-entropy when fine-tuning starts (RRR's positive share of relevance and ISNet's
 background loss are O(1) like the cross-entropy; RR-ClArC's squared directional gradient is
-~1e-4). The value kept is chosen on the validation split by the mitigation step itself, every
-strength trained in full. (Comparing them after one epoch, ``sweep_epochs: 1``, was tried for the
-demo and chose the weakest strength of RRR and ISNet: a strong penalty first costs clean accuracy
-and recovers it in the next epochs.)
+~1e-4). The value kept is chosen on the validation split by the mitigation step itself, after one
+epoch of each strength (``sweep_epochs: 1``); the chosen one then continues to the second epoch, which
+gives exactly the model an uninterrupted two-epoch run gives. Measured on the run histories of the
+mitigation benchmark (two epochs of every strength, three seeds): on the demo's data, its data with
+another seed, with the skin marker, and on the image-folder task, the choice after one epoch was the
+choice after two in all 12 sweeps; it was not for the ECG's RR-ClArC (1e4 instead of 1e5), whose
+pipeline therefore trains every strength in full (``config_files/pipeline/config_generator_pipeline.py``).
+(It once chose the weakest strength of RRR and ISNet, when fine-tuning still moved the BatchNorm
+statistics and a strong penalty first cost clean accuracy.)
 """
 from pathlib import Path
 
@@ -41,8 +46,10 @@ def _fmt(value):
 
 
 # the strength of each method (its config key) at three values spaced by 10x
-SWEEPS = {"RRR": {"lamb": 1.0, "sweep": [0.1, 1.0, 10.0]}, "RRClarc": {"lamb": 1e4, "sweep": [1e3, 1e4, 1e5]},
-          "ISNet": {"A": 1.0, "sweep": [0.1, 1.0, 10.0]}}
+# (compared after one epoch, see the module docstring)
+SWEEPS = {"RRR": {"lamb": 1.0, "sweep": [0.1, 1.0, 10.0], "sweep_epochs": 1},
+          "RRClarc": {"lamb": 1e4, "sweep": [1e3, 1e4, 1e5], "sweep_epochs": 1},
+          "ISNet": {"A": 1.0, "sweep": [0.1, 1.0, 10.0], "sweep_epochs": 1}}
 
 # P-ClArC shifts every position of a channel by the same amount: with max pooling the pooled
 # projection moves exactly, with mean pooling the whole map's mean does (usually gentler)

@@ -56,6 +56,9 @@ SYNTH_ECG = {
     # ECGs, hence no ISNet
     "mitigation_from": "synth_derm",
     "without": ("ISNet",),
+    # the model's own default layer; and every strength trained in full: on the ECG, RR-ClArC's strengths
+    # compared after one epoch rank otherwise than after two (config_generator_mitigation_synth_derm.py)
+    "not_copied": ("layer_name", "sweep_epochs"),
 }
 
 IMAGE_FOLDER = {
@@ -107,7 +110,7 @@ def synth_derm():
 def synth_ecg():
     shared, training = _split(_read(SYNTH_ECG["training"]))
     _, derm = synth_derm()
-    runs = [{k: v for k, v in run.items() if k != "layer_name"} for run in derm["mitigation"]
+    runs = [{k: v for k, v in run.items() if k not in SYNTH_ECG["not_copied"]} for run in derm["mitigation"]
             if run["method"] not in SYNTH_ECG["without"]]
     header = "The audit of the embedded 12-lead ECG data: the defective-lead shortcut of the LVH class"
     return header, {**shared, **SYNTH_ECG["shared"], "training": training, "audit": SYNTH_ECG["audit"],

@@ -8,6 +8,7 @@ projecting it out (P-ClArC) or penalising it (RR-ClArC) removes genuine features
 import numpy as np
 
 from model_training.corrections.layers import pooled_activations
+from model_training.corrections.shared import computed_once
 from utils.bias.cav import fit_cav
 from utils.distributed import get_context
 
@@ -37,12 +38,19 @@ def training_features(ctx):
     """
     if "train_features" not in ctx.extras:
         config, context = ctx.config, get_context()
-        share = context.shard(range(len(ctx.splits.train))) if context.enabled else None
-        local = pooled_activations(
-            ctx.model, ctx.splits.train, ctx.layer_name, config.cav_mode, config.batch_size, ctx.device,
-            desc=f"activations {ctx.layer_name}" if context.is_main else None, indices=share,
-            num_workers=config.num_workers, axis=ctx.channel_axis)
-        ctx.extras["train_features"] = context.gather_rows(local)
+
+        def compute():
+            share = context.shard(range(len(ctx.splits.train))) if context.enabled else None
+            local = pooled_activations(
+                ctx.model, ctx.splits.train, ctx.layer_name, config.cav_mode, config.batch_size, ctx.device,
+                desc=f"activations {ctx.layer_name}" if context.is_main else None, indices=share,
+                num_workers=config.num_workers, axis=ctx.channel_axis)
+            return context.gather_rows(local)
+
+        # every run of a sweep and every CAV-based method of one model reads the same features
+        settings = {"layer": ctx.layer_name, "cav_mode": config.cav_mode, "batch_size": config.batch_size,
+                    "axis": ctx.channel_axis, "device": str(ctx.device), "ranks": context.world_size}
+        ctx.extras["train_features"] = computed_once("CAV training features", ctx, settings, compute)
     return ctx.extras["train_features"]
 
 

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from model_training.corrections.base import Correction, register_correction
+from model_training.corrections.shared import computed_once
 from model_training.losses import build_loss
 from model_training.trainer import training_seed
 from models import get_model_spec
@@ -302,7 +303,13 @@ class ISNet(Correction):
         self.setup(ctx.model, low, high, layers, build_loss(config.loss, split.class_counts(), split.multi_label).to(ctx.device))
         untuned = [name for name, bounds in self.bounds.items() if None in bounds]
         if untuned:
-            tuned = self._tune(ctx, low, high, untuned)
+            # the runs of a sweep tune on the same model and data: once per process (the strength is not read;
+            # the stochastic variant's draws while tuning are replayed through the generator's state)
+            settings = {"names": untuned, "config": {k: v for k, v in config.model_dump(mode="json").items()
+                                                     if k not in ("config_name", "num_epochs", self.strength)}}
+            tuned, drawn = computed_once("ISNet C1/C2", ctx, settings,
+                                         lambda: (self._tune(ctx, low, high, untuned), self.generator.get_state()))
+            self.generator.set_state(drawn)
             for name in untuned:  # a bound the config gives is kept
                 if not tuned[name][0] > 0:  # C1 divides the foreground loss
                     keys = " and ".join(BOUND_KEYS[name])

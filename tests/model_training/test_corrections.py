@@ -520,3 +520,46 @@ def test_a_correction_continued_after_an_epoch_is_the_uninterrupted_one(tiny, tm
     full, continued = (torch.load(d / "checkpoints" / "last.pt", weights_only=True)["model_state_dict"]
                        for d in (full_dir, continued_dir))
     assert all(torch.equal(full[key], continued[key]) for key in full)
+
+
+def test_the_runs_of_a_sweep_tune_isnet_and_read_cav_features_once(tiny, tmp_path, monkeypatch):
+    """C1/C2 and the CAV's training features depend on the model and the data, not on the strength: a
+    second run of a sweep reuses them exactly (the same numbers as computed afresh); other weights, or
+    another layer, compute them anew."""
+    from model_training.corrections import cavs, isnet
+    from model_training.corrections.shared import forget
+
+    splits, ckpt = tiny
+    calls = {"tune": 0, "features": 0}
+    tune, features = isnet.ISNet._tune, cavs.pooled_activations
+    monkeypatch.setattr(isnet.ISNet, "_tune", lambda *a, **k: calls.__setitem__("tune", calls["tune"] + 1) or tune(*a, **k))
+    monkeypatch.setattr(cavs, "pooled_activations",
+                        lambda *a, **k: calls.__setitem__("features", calls["features"] + 1) or features(*a, **k))
+
+    def prepare(method, model, **options):
+        config = _config(tmp_path, ckpt, method=method, config_name=method, **options)
+        correction = get_correction_method(method)(config)
+        ctx = build_context(config, model, splits, torch.device("cpu"))
+        correction.prepare(ctx)
+        return correction, ctx
+
+    original = load_corrected_model(ckpt)
+    first, _ = prepare("ISNet", original, A=1.0, variant="stochastic")
+    second, _ = prepare("ISNet", load_corrected_model(ckpt), A=10.0, variant="stochastic")
+    assert calls["tune"] == 1 and first.bounds == second.bounds
+    assert torch.equal(first.generator.get_state(), second.generator.get_state())  # the draws while tuning
+    forget()
+    fresh, _ = prepare("ISNet", load_corrected_model(ckpt), A=10.0, variant="stochastic")
+    assert calls["tune"] == 2 and fresh.bounds == first.bounds
+    other = load_corrected_model(ckpt)
+    with torch.no_grad():
+        other.classifier[-1].bias.add_(1.0)
+    prepare("ISNet", other, A=1.0, variant="stochastic")
+    assert calls["tune"] == 3
+
+    _, rr = prepare("RRClarc", load_corrected_model(ckpt), lamb=10.0)
+    _, projection = prepare("PClarc", load_corrected_model(ckpt))
+    assert calls["features"] == 1
+    assert np.array_equal(np.asarray(rr.extras["train_features"]), np.asarray(projection.extras["train_features"]))
+    prepare("PClarc", load_corrected_model(ckpt), layer_name="features.2")
+    assert calls["features"] == 2
