@@ -69,9 +69,10 @@ class RenderMemo:
     def get(self, key, draw):
         if self.budget is None:  # read when first used: a bad value is the step's user error
             self.budget = render_cache_bytes()
-        if key in self.items:
+        held = self.items.get(key)
+        if held is not None:
             self.items.move_to_end(key)
-            return self.items[key][0]
+            return held[0]
         value = draw()
         size = self.nbytes(value)
         if size <= self.budget:
@@ -91,8 +92,7 @@ class BaseDataset(torch.utils.data.Dataset):
         self.class_names = list(class_names)
         self.sample_ids = list(sample_ids)
         self.labels = np.asarray(labels)
-        self.mean = torch.as_tensor(mean, dtype=torch.float32)
-        self.std = torch.as_tensor(std, dtype=torch.float32)
+        self.mean, self.std = mean, std
         self.augment = augment
         self.multi_label = multi_label
 
@@ -159,24 +159,57 @@ class BaseDataset(torch.utils.data.Dataset):
 
     def random_flips(self, tensors):
         """Apply the same random flips to an input and its masks (training augmentation)."""
-        dims = [-1] if self.modality == "signal" else [-1, -2]
         out = list(tensors)
-        for dim in dims:
-            if self.modality != "signal" and torch.rand(()) < 0.5:
-                out = [t.flip(dim) if t is not None else None for t in out]
+        if self.modality == "signal":
+            return out
+        # one draw per axis, the last axis first, whatever the outcome: the global RNG stream (and so
+        # every later draw of a run) does not depend on how the flips are carried out
+        dims = [dim for dim in (-1, -2) if torch.rand(()).item() < 0.5]
+        if dims:  # both axes at once: one copy of each tensor instead of two
+            out = [t.flip(dims) if t is not None else None for t in out]
         return out
+
+    # mean and std: float32 per channel; setting them drops their shaped copies (_per_channel)
+    @property
+    def mean(self):
+        return self._mean
+
+    @mean.setter
+    def mean(self, value):
+        self._mean, self._shaped_stats = torch.as_tensor(value, dtype=torch.float32), {}
+
+    @property
+    def std(self):
+        return self._std
+
+    @std.setter
+    def std(self, value):
+        self._std, self._shaped_stats = torch.as_tensor(value, dtype=torch.float32), {}
 
     def normalize(self, x):
         """Normalise one sample (C, ...) or a batch (N, C, ...)."""
-        return (x - self._per_channel(self.mean, x)) / self._per_channel(self.std, x)
+        mean, std = self._per_channel(x)
+        # a contiguous operand: the image samples are channels-last views of their (H, W, C) renders, on
+        # which the broadcast over the channels runs a few elements at a time, slower than a copy first
+        return (x.contiguous() - mean) / std
 
     def denormalize(self, x):
-        return x * self._per_channel(self.std, x) + self._per_channel(self.mean, x)
+        mean, std = self._per_channel(x)
+        return x * std + mean
 
-    def _per_channel(self, stat, x):
-        sample_dims = 2 if self.modality == "signal" else 3
-        leading = x.dim() - sample_dims  # 0 for one sample, 1 for a batch
-        return stat.to(x).view(*([1] * leading), -1, *([1] * (sample_dims - 1)))
+    def _per_channel(self, x):
+        """Mean and std in ``x``'s dtype and device, shaped to broadcast over one sample or a batch.
+
+        Made once per kind of input: every sample of every epoch is normalised, and converting and
+        reshaping the statistics each time cost more than the arithmetic."""
+        key = (x.dtype, x.device, x.dim(), self.modality)
+        stats = self._shaped_stats.get(key)
+        if stats is None:
+            sample_dims = 2 if self.modality == "signal" else 3
+            leading = x.dim() - sample_dims  # 0 for one sample, 1 for a batch
+            shape = (*([1] * leading), -1, *([1] * (sample_dims - 1)))
+            stats = self._shaped_stats[key] = (self.mean.to(x).view(shape), self.std.to(x).view(shape))
+        return stats
 
     def class_counts(self):
         if self.multi_label:

@@ -51,6 +51,8 @@ class ArtifactDataset(BaseDataset):
         if mode == "confounding":
             self._confounded = self._confounding_classes()
         self._drawn = {name: self._draw_all(name) for name in self.spec}
+        # which samples carry which artifact, looked up whenever a sample is read (artifact_labels copies)
+        self._carries = {name: self.artifact_labels(name) for name in self.spec}
 
     def with_mode(self, mode):
         """The same split as evaluation subset ``mode`` (``ch``, ``clean``, ``attacked`` or ``confounding``)."""
@@ -101,7 +103,7 @@ class ArtifactDataset(BaseDataset):
         return self._drawn[artifact].copy()
 
     def _present(self, idx):
-        return [a for a in self.spec if self.artifact_labels(a)[idx]] if self.mode != "clean" else []
+        return tuple(a for a, carries in self._carries.items() if carries[idx])
 
     # --- rendering ------------------------------------------------------------------------------
     def render(self, idx):
@@ -111,7 +113,9 @@ class ArtifactDataset(BaseDataset):
         Kept for the process when the base sample is generated (:meth:`BaseDataset.render_key`): every
         epoch, subset and correction reads the same samples again, and drawing their artifacts anew cost
         as much as the model's passes over them (the demo's corrections: 26 of 226 s)."""
-        present = tuple(self._present(idx))
+        return self._render(idx, self._present(idx))
+
+    def _render(self, idx, present):
         key = self.base.render_key(idx) if present else None
         if key is None:
             return self._insert(idx, present)
@@ -130,7 +134,10 @@ class ArtifactDataset(BaseDataset):
         return image, masks
 
     def load_raw(self, idx):
-        x = torch.from_numpy(np.ascontiguousarray(self.render(idx)[0]))
+        present = self._present(idx)
+        if not present:  # the base's sample as it is, without a round trip through the inserters' layout
+            return self.base.load_raw(idx)
+        x = torch.from_numpy(np.ascontiguousarray(self._render(idx, present)[0]))
         return x.permute(2, 0, 1) if self.modality == "image" else x
 
     def get_mask(self, idx, artifact):

@@ -47,15 +47,20 @@ class MaskedTrainingSet(torch.utils.data.Dataset):
         return tuple(x.shape) if self.split.modality == "signal" else tuple(x.shape[1:])
 
     def _masks(self, idx):
-        if idx not in self._cache:
+        """The boolean artifact and foreground masks of ``idx``, with a channel axis that broadcasts over
+        an image's colours (signals: (leads, T) as they are)."""
+        masks = self._cache.get(idx)
+        if masks is None:
             layout = self._layout(self.split.load_raw(idx))
             artifact = torch.zeros(layout, dtype=torch.bool)
             if self.has_mask[idx]:
                 artifact = _fit(self._artifact_mask(idx), layout)
             foreground = self.split.get_foreground_mask(idx)
             foreground = torch.ones(layout, dtype=torch.bool) if foreground is None else _fit(foreground, layout)
-            self._cache[idx] = (artifact, foreground)
-        return self._cache[idx]
+            if self.split.modality != "signal":
+                artifact, foreground = artifact[None], foreground[None]
+            masks = self._cache[idx] = (artifact, foreground)
+        return masks
 
     def _artifact_mask(self, idx):
         if self.localized is None:
@@ -65,11 +70,11 @@ class MaskedTrainingSet(torch.utils.data.Dataset):
     def __getitem__(self, idx):
         x = self.split.load_raw(idx)
         artifact, foreground = self._masks(idx)
-        if self.split.modality != "signal":  # a channel axis that broadcasts over the colours
-            artifact, foreground = artifact[None], foreground[None]
-        artifact, foreground = artifact.float(), foreground.float()
         if self.augment:
             x, artifact, foreground = self.split.random_flips([x, artifact, foreground])
+        # flipped while boolean (a quarter of the bytes to copy), made float last: a new tensor each
+        # time, so no caller can write into the cache (kept boolean: a quarter of the memory of floats)
+        artifact, foreground = artifact.float(), foreground.float()
         return self.split.normalize(x), self.split.label(idx), artifact, foreground, bool(self.has_mask[idx])
 
 
