@@ -71,7 +71,7 @@ def test_artifact_relevance_floor_is_the_same_region_without_the_artifact(splits
     assert "excess" not in artifact_relevance(model, attacked, "band_aid", indices, batch_size=4)
 
 
-def test_evaluation_steps_end_to_end(splits, tmp_path):
+def test_evaluation_steps_end_to_end(splits, tmp_path, monkeypatch):
     from experiments.evaluation import (compare_methods, compute_artifact_relevance, evaluate_by_subset_attacked,
                                         measure_tcav)
     from experiments.evaluation.qualitative import plot_heatmaps
@@ -106,6 +106,15 @@ def test_evaluation_steps_end_to_end(splits, tmp_path):
     for cls, scores in tcav["corrected"]["original_cav"].items():
         assert scores["sensitivity"] < 1e-5 * max(1e-12, tcav["original"]["original_cav"][cls]["sensitivity"]) + 1e-7
     assert tcav["original"]["original_cav"][tcav["biased_class"]]["sensitivity"] > 0
+    # the original model's scores are the same for every correction of it: computed once
+    from utils.evaluation import steps as evaluation_steps
+
+    explained = []
+    derivatives = evaluation_steps.directional_derivatives
+    monkeypatch.setattr(evaluation_steps, "directional_derivatives",
+                        lambda model, *args: explained.append(model) or derivatives(model, *args))
+    again = measure_tcav.main(["--config_file", str(path)])
+    assert len(explained) == 2 and again["original"] == tcav["original"]  # the corrected model, two CAVs
     heatmaps = plot_heatmaps.main(["--config_file", str(path)])
     assert heatmaps.is_file()
     rows = compare_methods.main(["--config_dir", str(config_dir)])

@@ -205,3 +205,30 @@ def test_a_review_round_grows_with_the_split_so_the_rounds_do_not(write_config):
     assert round_size(config, 2000) == 16 and round_size(config, 20000) == 120
     fixed = config.model_copy(update={"annotation_round_share": 0.0})
     assert round_size(fixed, 20000) == 16
+
+
+def test_a_simulated_round_draws_no_grid_and_the_last_one_is_drawn_once(audit, monkeypatch):
+    """The pipeline's simulated reviewer skips the grid of its rounds (it answers from the ground truth)
+    and draws the last round's, with the titles a reviewer's round gets; a round showing nothing
+    removes an earlier round's grid instead of leaving it in place."""
+    from utils.bias import review as review_module
+    from utils.bias.steps import prepare_step
+
+    path, config, splits = audit
+    candidates = _reveal_file(config, splits)
+    ctx = prepare_step(config, "band_aid", "sample_retrieval")
+    train = review_module.train_features(ctx)
+    drawn = []
+    monkeypatch.setattr(review_module, "sample_grid", lambda *args, **kwargs: drawn.append(args))
+    result = review_module.review(ctx, train, accept=candidates[:3], reject=candidates[3:], figure=False)
+    assert drawn == [] and not (ctx.out_dir / "to_review.png").exists()
+    review_module.review_figure(ctx, train, result["to_review"])
+    (dataset, indices, titles, target), = drawn
+    shown = pd.read_csv(ctx.out_dir / "to_review.csv")
+    assert [dataset.sample_ids[i] for i in indices] == list(shown["sample_id"])
+    assert titles == [f"#{k + 1} {s}\n{v:.2f}" for k, (s, v) in enumerate(zip(shown["sample_id"], shown["score"]))]
+    review_module.review(ctx, train, accept=list(shown["sample_id"][:1]))  # a reviewer's round draws its own
+    assert len(drawn) == 2 and drawn[1][3] == target
+    target.write_bytes(b"an earlier round's grid")
+    review_module.review_figure(ctx, train, shown.iloc[:0])
+    assert not target.exists()

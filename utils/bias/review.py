@@ -36,15 +36,17 @@ def train_features(ctx):
     return load_split_features(ctx.config, ctx.splits.train, "train", ctx.layer, ctx.config.cav_mode)
 
 
-def review(ctx, train, accept=(), reject=(), reviewer="user") -> dict:
+def review(ctx, train, accept=(), reject=(), reviewer="user", figure=True) -> dict:
     """One review round under the folder's lock: the state file is read, changed and written, and two
     reviewers at once must not lose a round."""
     with folder_lock(ctx.out_dir):
-        return review_round(ctx, train, list(accept), list(reject), reviewer=reviewer)
+        return review_round(ctx, train, list(accept), list(reject), reviewer=reviewer, figure=figure)
 
 
-def review_round(ctx, train, accept, reject, reviewer="user") -> dict:
-    """Record decisions (if any), refit, and write the next samples to review."""
+def review_round(ctx, train, accept, reject, reviewer="user", figure=True) -> dict:
+    """Record decisions (if any), refit, and write the next samples to review (``to_review.csv``, and with
+    ``figure`` their grid ``to_review.png``: a simulated reviewer, which answers from the ground truth,
+    draws only its last round's, :func:`review_figure`)."""
     config, artifact = ctx.config, ctx.artifact
     known = set(train.sample_ids)
     unknown = [s for s in accept + reject if s not in known]
@@ -73,14 +75,24 @@ def review_round(ctx, train, accept, reject, reviewer="user") -> dict:
     frame = pd.DataFrame({"rank": np.arange(1, len(rows) + 1), "sample_id": [s for s, _, _ in rows],
                           "score": [v for _, v, _ in rows], "source": [src for _, _, src in rows]})
     write_csv(ctx.out_dir / "to_review.csv", frame)
-    if rows:
-        position = dict(zip(train.sample_ids, train.indices))
-        titles = [f"#{r + 1} {s}\n" + (source if np.isnan(v) else f"{v:.2f}")
-                  for r, (s, v, source) in enumerate(rows)]
-        sample_grid(ctx.splits.train, [position[s] for s, _, _ in rows], titles, ctx.out_dir / "to_review.png",
-                    title=f"review next: is '{artifact}' present?")
+    if figure:
+        review_figure(ctx, train, frame)
     return {"round": len(state.history), "accepted": len(state.accepted), "rejected": len(state.rejected),
             "withdrawn": state.n_withdrawn, "candidates": not state.accepted, "to_review": frame}
+
+
+def review_figure(ctx, train, frame):
+    """``to_review.png``: the samples of ``frame`` (a round's ``to_review``) with their rank, id and score or
+    source; removed when the round shows none, so it never shows an earlier round's samples."""
+    path = ctx.out_dir / "to_review.png"
+    if not len(frame):
+        path.unlink(missing_ok=True)
+        return None
+    position = dict(zip(train.sample_ids, train.indices))
+    titles = [f"#{rank} {s}\n" + (source if np.isnan(v) else f"{v:.2f}")
+              for rank, s, v, source in zip(frame["rank"], frame["sample_id"], frame["score"], frame["source"])]
+    return sample_grid(ctx.splits.train, [position[s] for s in frame["sample_id"]], titles, path,
+                       title=f"review next: is '{ctx.artifact}' present?")
 
 
 def simulate_review(ctx, train) -> dict:

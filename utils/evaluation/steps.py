@@ -202,8 +202,10 @@ def measure_tcav(config, data=None):
                           config.cav_scope, axis)
     results["corrected"]["refit_cav"] = scores(corrected, cav_refit)
     results["cav_cosine_original_vs_refit"] = float(np.dot(cav_original.direction, cav_refit.direction))
-    if original is not None:
-        results["original"] = {"original_cav": scores(original, cav_original)}
+    if original is not None:  # the same for every correction of the model: cached with its CAV
+        results["original"] = {"original_cav": cached_original(
+            config, "tcav_scores", {**settings, "n": int(len(indices)), "batch_size": config.batch_size},
+            lambda: scores(original, cav_original))}
     write_json(evaluation_dir(config) / "tcav.json", results)
     return results
 

@@ -228,7 +228,7 @@ def reveal_step(ctx):
                inputs=lambda ctx: _reveal_inputs(ctx) | ctx.config.annotation.model_dump())
 def annotate_step(ctx):
     from utils.bias.annotation import annotation_path, check_known, reveal_candidates, state_path
-    from utils.bias.review import review, train_features
+    from utils.bias.review import review, review_figure, train_features
     from utils.bias.steps import prepare_step
     from utils.errors import UserError
 
@@ -257,15 +257,17 @@ def annotate_step(ctx):
     # the review records only a reviewer's decisions: the seeds enter as the simulated reviewer's first round
     step = prepare_step(_annotation_config(ctx, path), artifact, "sample_retrieval")
     train = train_features(step)
-    rounds, result = [], review(step, train, accept=seeds, reviewer="simulated")
+    # the simulated reviewer answers from the ground truth: only the last round's grid is drawn, for a person
+    rounds, result = [], review(step, train, accept=seeds, reviewer="simulated", figure=False)
     n_artifact = int(sum(truth.values()))
     while result["to_review"] is not None and len(result["to_review"]):
         shown = list(result["to_review"]["sample_id"])
         accept, reject = [s for s in shown if truth[s]], [s for s in shown if not truth[s]]
         rounds.append({"round": len(rounds) + 1, "shown": len(shown), "accepted": len(accept)})
-        result = review(step, train, accept, reject, reviewer="simulated")
+        result = review(step, train, accept, reject, reviewer="simulated", figure=False)
         if len(accept) < options.stop_precision * len(shown):  # the ranking has run dry: the reviewer stops
             break
+    review_figure(step, train, result["to_review"])
     found = result["accepted"]
     inspected = len(seeds) + sum(r["shown"] for r in rounds)
     curve = _annotation_curve(ctx, seeds, rounds, np.array(list(truth.values())), artifact)
