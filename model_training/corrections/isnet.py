@@ -305,8 +305,9 @@ class ISNet(Correction):
         if untuned:
             # the runs of a sweep tune on the same model and data: once per process (the strength is not read;
             # the stochastic variant's draws while tuning are replayed through the generator's state)
-            settings = {"names": untuned, "config": {k: v for k, v in config.model_dump(mode="json").items()
-                                                     if k not in ("config_name", "num_epochs", self.strength)}}
+            settings = {"names": untuned, "fallback": self.fallback,
+                        "config": {k: v for k, v in config.model_dump(mode="json").items()
+                                   if k not in ("config_name", "num_epochs", self.strength)}}
             tuned, drawn = computed_once("ISNet C1/C2", ctx, settings,
                                          lambda: (self._tune(ctx, low, high, untuned), self.generator.get_state()))
             self.generator.set_state(drawn)
