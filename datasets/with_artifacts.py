@@ -19,6 +19,7 @@ Artifacts the base split itself annotates (real ones, from annotation files) are
 unchanged for every name the spec does not insert, so a wrapped split still exposes them; their
 ``clean``/``attacked`` subsets are made by pasting (``datasets.pasted_artifacts``).
 """
+import functools
 import zlib
 
 import numpy as np
@@ -32,6 +33,16 @@ from utils.errors import UserError
 MODES = ("ch", "clean", "attacked", "confounding")
 # samples with their inserted artifacts: (image, {artifact: mask}) under (base render key, seed, artifacts)
 _RENDERED = RenderMemo(lambda rendered: rendered[0].nbytes + sum(m.nbytes for m in rendered[1].values()))
+
+
+@functools.lru_cache(maxsize=64)
+def _uniform_draws(seed, split, artifact, n):
+    """One uniform draw per sample of a split for one artifact, each from its own seeded generator (whether
+    sample i carries the artifact does not depend on the others). Kept for the process, read-only: every
+    subset and every step opens the same splits again, and a generator per sample is slow to make."""
+    draws = np.array([np.random.default_rng([seed, split, i, artifact]).random() for i in range(n)])
+    draws.setflags(write=False)
+    return draws
 
 
 def _code(text):
@@ -78,8 +89,7 @@ class ArtifactDataset(BaseDataset):
     # --- which samples carry which artifact --------------------------------------------------
     def _draw_all(self, artifact):
         rates = self.spec[artifact]
-        split, art = _code(self.split), _code(artifact)
-        draws = np.array([np.random.default_rng([self.seed, split, i, art]).random() for i in range(len(self))])
+        draws = _uniform_draws(self.seed, _code(self.split), _code(artifact), len(self))
         if self.multi_label:
             p = np.array([max([rates.get(c, 0.0) for c in np.flatnonzero(row)] or [0.0]) for row in self.labels])
         else:

@@ -135,3 +135,14 @@ def test_callers_cannot_change_the_cached_masks():
         assert torch.equal(foreground[0].bool(), split.get_foreground_mask(idx))
         x.fill_(0), artifact.fill_(0), foreground.fill_(0)  # a caller writing into what it got
     assert torch.equal(masked[idx][0], split.normalize(_raw(split, idx)))
+
+
+def test_which_samples_carry_an_artifact_is_drawn_once_per_split_and_the_same():
+    """The per-sample draws are kept for the process (read-only) and are exactly the per-sample generators'."""
+    from datasets.with_artifacts import _code, _uniform_draws
+
+    draws = _uniform_draws(3, _code("train"), _code("band_aid"), 20)
+    expected = [np.random.default_rng([3, _code("train"), i, _code("band_aid")]).random() for i in range(20)]
+    assert draws.tolist() == expected and _uniform_draws(3, _code("train"), _code("band_aid"), 20) is draws
+    with pytest.raises(ValueError):
+        draws[0] = 0.5
