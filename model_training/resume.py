@@ -6,8 +6,9 @@ the identities of the inputs the run depends on (``inputs``: the data's content,
 started from, for a correction the original checkpoint and the localization masks). Resuming is
 allowed when both are equal, except that ``num_epochs`` may grow (a run of 2 epochs continued to 3
 equals a run of 3). Anything else — another learning rate, optimizer, data file or original model —
-is a different run: :func:`resume_mismatch` names every differing key. An input a checkpoint of an
-older version did not record is accepted only where there is nothing to compare (generated data).
+is a different run: :func:`resume_mismatch` names every differing key. A setting a checkpoint of an
+older version does not record counts as its default (what that version computed); an input it did not
+record is accepted only where there is nothing to compare (generated data).
 """
 from utils.secrets import without_secrets
 
@@ -33,6 +34,9 @@ def resume_mismatch(checkpoint: dict, config, inputs: dict) -> list:
     empty when it can). ``inputs``: the identities of this config's inputs; an input the checkpoint does
     not record (written by an older version) is not compared."""
     saved, wanted = run_settings(checkpoint.get("config") or {}), run_settings(config.model_dump(mode="json"))
+    # a setting added after the run was saved: the older version computed what its default computes
+    defaults = type(config).model_fields
+    saved = {**{k: defaults[k].get_default(call_default_factory=True) for k in wanted if k not in saved and k in defaults}, **saved}
     reasons = [f"{key} ({_show(saved.get(key))} -> {_show(wanted.get(key))})"
                for key in sorted(set(saved) | set(wanted)) if saved.get(key) != wanted.get(key)]
     recorded = checkpoint.get("inputs") or {}

@@ -32,7 +32,7 @@ from model_training.resume import resume_mismatch
 from models import get_model, get_model_spec
 from utils.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from utils.config import save_resolved_config
-from utils.device import autocast, differentiable_attention, mixed_precision_enabled
+from utils.device import autocast, differentiable_attention, mixed_precision_enabled, use_memory_format
 from utils.distributed import RankBatchSampler, get_context, global_batches, training_device
 from utils.errors import UserError
 from utils.identity import file_identity
@@ -138,7 +138,7 @@ class Trainer:
         self.model = model or get_model(config.model_name, self.splits.n_classes, img_size=config.img_size,
                                         in_channels=self.splits.in_channels,
                                         pretrained_weights=config.pretrained_weights)
-        self.model.to(self.device)
+        use_memory_format(self.model.to(self.device), config.memory_format)
         self.dist.broadcast_parameters(self.model)
         self.out_dir = Path(out_dir or training_dir(config))
         self.ckpt_dir = self.out_dir / "checkpoints"

@@ -1,4 +1,4 @@
-"""Device selection from the config's ``device`` key, and mixed precision on it."""
+"""Device selection from the config's ``device`` key, mixed precision and the memory layout on it."""
 import contextlib
 import sys
 
@@ -38,6 +38,16 @@ def differentiable_attention(enabled=True):
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     return sdpa_kernel([SDPBackend.MATH])
+
+
+MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def use_memory_format(model, name="contiguous"):
+    """``model`` with its 4-D parameters and buffers in the layout ``name`` (``MEMORY_FORMATS``); lower-
+    dimensional ones (1-D convolutions, linear layers) are unchanged. Convolutions follow their weights'
+    layout, so a channels-last model computes channels-last whatever the layout of its input."""
+    return model.to(memory_format=MEMORY_FORMATS[name])
 
 
 def mixed_precision_enabled(requested: bool, device: torch.device, warn=True) -> bool:

@@ -44,6 +44,39 @@ def test_resume_continues_exactly(write_config, tmp_path):
         assert torch.allclose(value.float(), b["model_state_dict"][key].float(), atol=1e-6), key
 
 
+def test_channels_last_trains_in_that_layout_and_its_checkpoint_loads_anywhere(write_config):
+    from model_training.resume import resume_mismatch
+    from model_training.trainer import Trainer
+    from models import get_model
+
+    path = write_config("layout", **TINY_TRAINING, num_epochs=1, memory_format="channels_last")
+    trainer = Trainer(load_config(path, TrainingConfig))
+    weights = [m.weight for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert weights and all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+                           for w in weights)
+    trainer.fit()
+    last = trainer.ckpt_dir / "last.pt"
+    plain = get_model("tiny_vgg", trainer.splits.n_classes, ckpt_path=last)  # the usual layout
+    assert all(m.weight.is_contiguous() for m in plain.modules() if isinstance(m, torch.nn.Conv2d))
+    x = torch.stack([trainer.splits.test[i][0] for i in range(8)])
+    trainer.model.eval()
+    with torch.no_grad():  # the same function; only the rounding of the convolutions differs
+        assert torch.allclose(trainer.model(x), plain(x), atol=1e-5)
+    # continuing in the other layout would not equal an uninterrupted run
+    with pytest.raises(UserError, match=r"memory_format \('channels_last' -> 'contiguous'\)"):
+        run_training(load_config(path, TrainingConfig, overrides={"memory_format": "contiguous", "num_epochs": 2}),
+                     resume=True)
+    # a checkpoint of a version without the setting was trained in the default layout
+    older = load_checkpoint(last)
+    older["config"] = {k: v for k, v in older["config"].items() if k != "memory_format"}
+    default = load_config(path, TrainingConfig, overrides={"memory_format": "contiguous", "num_epochs": 2})
+    assert resume_mismatch(older, default, {}) == []
+    assert resume_mismatch(older, load_config(path, TrainingConfig), {}) == [
+        "memory_format ('contiguous' -> 'channels_last')"]
+    with pytest.raises(UserError, match="memory_format"):
+        load_config(write_config("bad", **TINY_TRAINING, memory_format="nhwc"), TrainingConfig)
+
+
 def test_mixed_precision_is_bfloat16_autocast_on_cuda_only(write_config, capsys):
     import contextlib
 

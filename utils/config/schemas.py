@@ -114,6 +114,10 @@ class TrainingConfig(BaseConfig):
     pretrained_weights: str | None = Field(None, description="local state dict to start from")
     mixed_precision: bool = Field(False, description="bfloat16 autocast of the training forward pass on CUDA; "
                                   "ignored with a warning on a CPU")
+    memory_format: Literal["contiguous", "channels_last"] = Field(
+        "contiguous", description="memory layout of the model's 4-D weights while training and correcting: "
+        "'channels_last' runs convolutions faster on a CPU, with other rounding, so its results differ from the "
+        "default layout's (README, 'Memory layout')")
 
     @field_validator("milestones", mode="before")
     @classmethod
