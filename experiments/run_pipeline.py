@@ -23,10 +23,11 @@ def build_parser():
     parser = config_parser(__doc__, "pipeline YAML (utils.pipeline.config.PipelineConfig)")
     parser.add_argument("--from_step", choices=list(STEPS), help="re-run this step and every later one")
     parser.add_argument("--only", choices=list(STEPS), help="re-run only this step (earlier ones must be cached)")
+    parser.add_argument("--until", choices=list(STEPS), help="stop after this step (later ones are not run)")
     return parser
 
 
-def run(config_file, from_step=None, only=None, log=print):
+def run(config_file, from_step=None, only=None, until=None, log=print):
     config = load_config(config_file, PipelineConfig)
     config.check_steps()
     root = step_dir(config, "pipeline")
@@ -34,7 +35,10 @@ def run(config_file, from_step=None, only=None, log=print):
         save_resolved_config(config, root)
         ctx = Context(config=config, root=root)
         start = time.time()
-        results = run_steps(ctx, from_step=from_step, only=only, log=log)
+        results = run_steps(ctx, from_step=from_step, only=only, until=until, log=log)
+    if "report" not in results:  # stopped by --until
+        log(f"\nstopped after step '{until}' in {time.time() - start:.0f} s; outputs: {root}")
+        return root, results
     log(f"\nfinished in {time.time() - start:.0f} s; report: {root / 'report.html'}")
     headline = results.get("report", {}).get("headline", [])
     if headline:
@@ -45,7 +49,7 @@ def run(config_file, from_step=None, only=None, log=print):
 @main_entry
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    run(args.config_file, args.from_step, args.only)
+    run(args.config_file, args.from_step, args.only, args.until)
 
 
 if __name__ == "__main__":

@@ -243,3 +243,59 @@ def test_a_step_that_refuses_says_which_step_it_is(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "STEPS", {"annotate": runner.Step("annotate", refuse, lambda ctx: {}, title="Annotation")})
     with pytest.raises(UserError, match=r"^step 'annotate' \(Annotation\): no samples carry 'band_aid'$"):
         runner.run_steps(runner.Context(config=None, root=tmp_path / "pipeline"), log=lambda *_: None)
+
+
+def test_until_stops_after_its_step_and_a_later_run_continues(tmp_path, monkeypatch):
+    from utils.errors import UserError
+    from utils.pipeline import runner
+
+    calls = []
+
+    def step(name):
+        return runner.Step(name, lambda ctx: calls.append(name) or {"metrics": {}}, lambda ctx: {},
+                           depends=() if name == "first" else ("first",))
+
+    monkeypatch.setattr(runner, "STEPS", {name: step(name) for name in ("first", "second", "third")})
+
+    def run(**options):
+        calls.clear()
+        results = runner.run_steps(runner.Context(config=None, root=tmp_path / "pipeline"), log=lambda *_: None,
+                                   **options)
+        return sorted(results), list(calls)
+
+    assert run(until="second") == (["first", "second"], ["first", "second"])
+    assert run(until="second") == (["first", "second"], [])  # cached, and still nothing after it
+    assert run() == (["first", "second", "third"], ["third"])
+    with pytest.raises(UserError, match="--until: unknown step 'fourth'; steps: first, second, third"):
+        run(until="fourth")
+
+
+def test_reveal_seeds_states_each_models_verdicts_as_the_headline_does(pipeline_run, tmp_path):
+    """train_seed 0 is the pipeline's own model (train_seed defaults to seed): its row repeats the
+    headline's reveal verdicts; the seed's config keeps the pipeline's settings and adds seed and layout."""
+    import yaml
+
+    from experiments.benchmarks import reveal_seeds
+
+    config, root = pipeline_run
+    summary = reveal_seeds.measure(config, [0], "contiguous", tmp_path / "seeds", log=lambda *_: None)
+    [row] = summary["rows"]
+    reveal = next(r["result"] for r in json.loads((root / "metrics.json").read_text())["headline"]
+                  if r["step"] == "reveal")
+    assert reveal == (f"artifact cluster found by SpRAy: {row['spray']}; "
+                      f"artifact neuron among top outliers: {row['neuron']}")
+    assert summary["spray_found"] == (row["spray"] == "yes") and summary["models"] == 1
+    assert 0 <= row["attacked"] <= 1 and 0 <= row["coverage"] <= 1
+    written = yaml.safe_load((tmp_path / "seeds" / "configs" / "reduced_train_seed0_contiguous.yaml").read_text())
+    assert written["training"] == {**REDUCED["training"], "train_seed": 0, "memory_format": "contiguous"}
+    saved = json.loads((tmp_path / "seeds" / "reveal_seeds_reduced_contiguous.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(summary["rows"]))
+
+
+def test_reveal_seeds_refuses_a_bad_config_before_training(tmp_path, capsys):
+    from experiments.benchmarks import reveal_seeds
+
+    with pytest.raises(SystemExit) as stop:
+        reveal_seeds.main(["--config_file", str(tmp_path / "missing.yaml"), "--output_dir", str(tmp_path / "out")])
+    assert stop.value.code == 2 and "missing.yaml" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

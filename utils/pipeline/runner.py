@@ -81,9 +81,10 @@ def _finished_key(key, trusted) -> str:
     return _hash({"key": key, "trusted": trusted}) if trusted else key
 
 
-def run_steps(ctx, from_step=None, only=None, log=print):
+def run_steps(ctx, from_step=None, only=None, until=None, log=print):
+    """Run (or take from the cache) every step in order; ``until``: stop after that step."""
     names = list(STEPS)
-    for option, value in (("--from_step", from_step), ("--only", only)):
+    for option, value in (("--from_step", from_step), ("--only", only), ("--until", until)):
         if value is not None and value not in STEPS:
             raise UserError(f"{option}: unknown step '{value}'; steps: {', '.join(names)}")
     start_all = time.time()
@@ -101,6 +102,8 @@ def run_steps(ctx, from_step=None, only=None, log=print):
             ctx.results[name] = cached["result"]
             ctx.keys[name] = _finished_key(key, cached["trusted"])
             log(f"[{index + 1}/{len(names)}] {step.title}: cached")
+            if name == until:
+                break
             continue
         log(f"[{index + 1}/{len(names)}] {step.title} ...")
         start = time.time()
@@ -115,4 +118,6 @@ def run_steps(ctx, from_step=None, only=None, log=print):
         ctx.keys[name] = _finished_key(key, trusted)
         log(f"[{index + 1}/{len(names)}] {step.title}: done in {time.time() - start:.0f} s "
             f"(total {time.time() - start_all:.0f} s)")
+        if name == until:
+            break
     return ctx.results
