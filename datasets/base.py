@@ -83,6 +83,21 @@ class RenderMemo:
         return value
 
 
+class _ChannelStatistic:
+    """A per-channel normalisation statistic (``mean``, ``std``) kept as float32; setting one drops the
+    shaped copies :meth:`BaseDataset._per_channel` made of the old values."""
+
+    def __set_name__(self, owner, name):
+        self.attribute = f"_{name}"
+
+    def __get__(self, dataset, owner=None):
+        return self if dataset is None else getattr(dataset, self.attribute)
+
+    def __set__(self, dataset, value):
+        setattr(dataset, self.attribute, torch.as_tensor(value, dtype=torch.float32))
+        dataset._shaped_stats = {}
+
+
 class BaseDataset(torch.utils.data.Dataset):
     modality = "image"  # "image": (C, H, W); "signal": (C, T)
 
@@ -169,22 +184,8 @@ class BaseDataset(torch.utils.data.Dataset):
             out = [t.flip(dims) if t is not None else None for t in out]
         return out
 
-    # mean and std: float32 per channel; setting them drops their shaped copies (_per_channel)
-    @property
-    def mean(self):
-        return self._mean
-
-    @mean.setter
-    def mean(self, value):
-        self._mean, self._shaped_stats = torch.as_tensor(value, dtype=torch.float32), {}
-
-    @property
-    def std(self):
-        return self._std
-
-    @std.setter
-    def std(self, value):
-        self._std, self._shaped_stats = torch.as_tensor(value, dtype=torch.float32), {}
+    mean = _ChannelStatistic()
+    std = _ChannelStatistic()
 
     def normalize(self, x):
         """Normalise one sample (C, ...) or a batch (N, C, ...)."""
