@@ -27,6 +27,7 @@ from utils.device import MEMORY_FORMATS
 from utils.io import write_json, write_text
 from utils.pipeline.config import PipelineConfig
 from utils.provenance import provenance
+from utils.reveal.steps import reveal_verdicts
 from utils.table import format_table
 
 DEMO_CONFIG = "config_files/pipeline/synth_derm.yaml"
@@ -43,14 +44,14 @@ def seed_row(results, train_seed, memory_format) -> dict:
     quality = results["reveal"]["metrics"].get("quality") or {"spray": [], "dora": [], "crp": []}
     spray = max(quality["spray"], key=lambda e: e["best_cluster"]["f1"], default=None)
     neurons = quality["dora"] + quality["crp"]
+    found = {k: "yes" if v else "no" for k, v in reveal_verdicts(quality).items()}
     test = results["train"]["metrics"]["test"]
     return {"train_seed": train_seed, "memory_format": memory_format,
             "attacked": test["attacked"]["accuracy"] if "attacked" in test else None,
-            "spray": "yes" if any(e["passes"] for e in quality["spray"]) else "no",
+            "spray": found["spray"],
             "purity": spray["best_cluster"]["purity"] if spray else None,
             "coverage": spray["best_cluster"]["coverage"] if spray else None,
-            "neuron": "yes" if any(e["passes"] for e in neurons) else "no",
-            "neuron_auroc": _best(neurons, "best_auroc")}
+            "neuron": found["neuron"], "neuron_auroc": _best(neurons, "best_auroc")}
 
 
 def seed_config(raw, stem, train_seed, memory_format, output_dir) -> Path:

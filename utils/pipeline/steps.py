@@ -456,10 +456,11 @@ def headline_rows(ctx):
     rows.append({"step": "original model", "result": ", ".join(f"{s} {_number(m['accuracy'])}" for s, m in test.items())})
     quality = results["reveal"]["metrics"].get("quality")
     if quality:
-        spray = [e for e in quality["spray"] if e["passes"]]
-        neurons = [e for m in ("dora", "crp") for e in quality[m] if e["passes"]]
-        rows.append({"step": "reveal", "result": f"artifact cluster found by SpRAy: {'yes' if spray else 'no'}; "
-                                                 f"artifact neuron among top outliers: {'yes' if neurons else 'no'}"})
+        from utils.reveal.steps import reveal_verdicts
+
+        found = {k: "yes" if v else "no" for k, v in reveal_verdicts(quality).items()}
+        rows.append({"step": "reveal", "result": f"artifact cluster found by SpRAy: {found['spray']}; "
+                                                 f"artifact neuron among top outliers: {found['neuron']}"})
     annotate = results["annotate"]["metrics"]
     if annotate["inspected"] is None:
         rows.append({"step": "annotation", "result": f"{annotate['found']} recorded annotations"})

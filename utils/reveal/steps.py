@@ -205,6 +205,13 @@ def reveal_quality_step(config, artifact, top_k=TOP_K):
     return quality, path
 
 
+def reveal_verdicts(quality) -> dict:
+    """The two verdicts the headline states from ``quality.json``: did SpRAy find the artifact's cluster,
+    and is an artifact neuron among DORA's or CRP's top outliers (each checked against ground truth)."""
+    return {"spray": any(e["passes"] for e in quality["spray"]),
+            "neuron": any(e["passes"] for method in ("dora", "crp") for e in quality[method])}
+
+
 def quality_rows(quality):
     """One row per reveal result: what was measured, its value, whether it passes."""
     rows = []
