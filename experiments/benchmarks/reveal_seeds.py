@@ -58,9 +58,10 @@ def seed_config(raw, stem, train_seed, memory_format, output_dir) -> Path:
     """Write the pipeline config of one seed (its own config name, so its outputs sit beside the others')."""
     name = f"{stem}_train_seed{train_seed}_{memory_format}"
     training = {**(raw.get("training") or {}), "train_seed": train_seed, "memory_format": memory_format}
+    corrections = {**(raw.get("mitigation_common") or {}), "memory_format": memory_format}  # they train too
     path = Path(output_dir) / "configs" / f"{name}.yaml"
-    write_text(path, yaml.safe_dump({**raw, "training": training, "config_name": name,
-                                     "output_dir": str(output_dir)}, sort_keys=False))
+    write_text(path, yaml.safe_dump({**raw, "training": training, "mitigation_common": corrections,
+                                     "config_name": name, "output_dir": str(output_dir)}, sort_keys=False))
     return path
 
 

@@ -292,6 +292,35 @@ def test_reveal_seeds_states_each_models_verdicts_as_the_headline_does(pipeline_
     assert saved["rows"] == json.loads(json.dumps(summary["rows"]))
 
 
+def test_headline_seeds_repeats_the_headline_per_run_and_summarises_over_seeds(pipeline_run, tmp_path):
+    """train_seed 0 in the default layout is the pipeline's own model: its values are the headline's; the
+    table states a verdict as "k of n", a number as mean ± sd, and the paired difference of two layouts."""
+    from experiments.benchmarks import headline_seeds
+
+    config, root = pipeline_run
+    headline = {r["step"]: r["result"] for r in json.loads((root / "metrics.json").read_text())["headline"]}
+    _, results = run(config, log=lambda *_: None)  # cached: the fixture's run
+    values = headline_seeds.headline_values(results, root, 0, "contiguous")
+    assert headline["reveal"] == (f"artifact cluster found by SpRAy: {'yes' if values[headline_seeds.VERDICTS[0]] else 'no'}; "
+                                  f"artifact neuron among top outliers: {'yes' if values[headline_seeds.VERDICTS[1]] else 'no'}")
+    assert headline["best correction"].startswith(values["best correction"])
+    comparison = json.loads((root / "metrics.json").read_text())["evaluate"]["comparison"]
+    assert {(k, values[f"{r['method']}: {k.replace('_', ' ')}"]) for r in comparison if r["method"] != "original"
+            for k in ("gap_closed", "clean_change")} == {(k, r[k]) for r in comparison if r["method"] != "original"
+                                                          for k in ("gap_closed", "clean_change")}
+    assert values["pipeline seconds"] > 0
+    runs = {"contiguous": [values, {**values, "Vanilla: gap closed": 0.5, headline_seeds.VERDICTS[0]: True}],
+            "channels_last": [{**values, "Vanilla: gap closed": 0.2, headline_seeds.VERDICTS[0]: False},
+                              {**values, "Vanilla: gap closed": 0.7, headline_seeds.VERDICTS[0]: False}]}
+    runs["contiguous"][0]["Vanilla: gap closed"] = 0.1
+    rows = headline_seeds.table(runs, [0, 1], ["contiguous", "channels_last"])
+    gap = [r for r in rows if r["number"] == "Vanilla: gap closed"]
+    assert [r["over seeds"] for r in gap] == ["0.300 ± 0.283", "0.450 ± 0.354"]
+    assert gap[1]["paired diff"] == "+0.150" and gap[1]["p"] == "0.2"  # differences 0.1 and 0.2: t = 3, df 1
+    found = [r for r in rows if r["number"] == headline_seeds.VERDICTS[0]]
+    assert found[1]["over seeds"] == "0 of 2" and found[1]["p"] == ""
+
+
 def test_reveal_seeds_refuses_a_bad_config_before_training(tmp_path, capsys):
     from experiments.benchmarks import reveal_seeds
 
