@@ -22,6 +22,8 @@ into ``static/``:
   keeps its block, and the table printed at the end says so;
 * ``scale_estimate``: the table of ``python -m experiments.benchmarks.scale`` (``--scale_json``: its
   output), seconds and store size per image and what they mean for ISIC 2019; kept when not given;
+* ``demo_seeds``: the table of ``python -m experiments.benchmarks.headline_seeds`` (``--headline_seeds_json``:
+  its output), the demo's headline over training seeds and memory layouts; kept when not given;
 * ``scaling_audit``: the tables of ``python -m experiments.benchmarks.scaling`` (``--scaling_json``: its
   ``scaling.json``), time, memory and growth exponent of every audit step against N; kept when not given.
 
@@ -32,7 +34,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from experiments.benchmarks import mitigation, scale, scaling
+from experiments.benchmarks import headline_seeds, mitigation, scale, scaling
 from model_training.trainer import run_training
 from utils.cli import main_entry
 from utils.config import TrainingConfig, load_config
@@ -63,7 +65,7 @@ BENCHMARK_COLUMNS = ["method", "strength", "status", "clean", "attacked", "gap_c
 def required_blocks() -> dict:
     """Which generated blocks each file must hold (every benchmark setting in the mitigation README)."""
     settings = tuple(f"benchmark_{name}" for name in mitigation.SETTINGS)
-    return {"README.md": ("demo_headline", "demo_timing", *TRAININGS, "benchmark_synth_derm_band_aid",
+    return {"README.md": ("demo_headline", "demo_seeds", "demo_timing", *TRAININGS, "benchmark_synth_derm_band_aid",
                           "scale_estimate", "scaling_audit"),
             "experiments/reveal/README.md": ("reveal_demo",),
             "experiments/localization/README.md": ("localization_demo",),
@@ -176,6 +178,11 @@ def scaling_blocks(scaling_json) -> dict:
     return _json_block(scaling_json, "--scaling_json", "scaling", "scaling_audit", scaling.markdown)
 
 
+def demo_seeds_blocks(headline_seeds_json) -> dict:
+    return _json_block(headline_seeds_json, "--headline_seeds_json", "headline_seeds", "demo_seeds",
+                       headline_seeds.markdown)
+
+
 def figure_sources(root) -> dict:
     """``static/<file>: the figure of the pipeline run to copy there``."""
     sources = {}
@@ -189,12 +196,12 @@ def figure_sources(root) -> dict:
 
 
 def regenerate(root, benchmark_dir=None, base=ROOT, check=False, trainings=None, scale_json=None,
-               scaling_json=None) -> list:
+               scaling_json=None, headline_seeds_json=None) -> list:
     """Rewrite the blocks and figures under ``base`` from the pipeline folder ``root``; returns one row per
     block and figure saying what happened (``check``: what would). ``trainings``: the ``training_<name>``
     blocks to compute (block -> config path under ``base``); those not given are kept."""
     blocks = {**demo_blocks(root), **benchmark_blocks(benchmark_dir), **training_blocks(base, trainings or {}),
-              **scale_blocks(scale_json), **scaling_blocks(scaling_json)}
+              **scale_blocks(scale_json), **scaling_blocks(scaling_json), **demo_seeds_blocks(headline_seeds_json)}
     rows = []
     for relative, required in required_blocks().items():
         path = base / relative
@@ -232,14 +239,16 @@ def main(argv=None):
     parser.add_argument("--benchmark_dir", help="output folder of python -m experiments.benchmarks.mitigation")
     parser.add_argument("--scale_json", help="output of python -m experiments.benchmarks.scale")
     parser.add_argument("--scaling_json", help="scaling.json of python -m experiments.benchmarks.scaling")
+    parser.add_argument("--headline_seeds_json", help="output of python -m experiments.benchmarks.headline_seeds")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file would change")
     args = parser.parse_args(argv)
     _check_benchmark_dir(args.benchmark_dir)  # before the demo runs: a typo must not cost its minutes
     scale_blocks(args.scale_json)
     scaling_blocks(args.scaling_json)
+    demo_seeds_blocks(args.headline_seeds_json)
     root, _ = run(args.config_file)
     rows = regenerate(root, args.benchmark_dir, check=args.check, trainings=TRAININGS, scale_json=args.scale_json,
-                      scaling_json=args.scaling_json)
+                      scaling_json=args.scaling_json, headline_seeds_json=args.headline_seeds_json)
     print(format_table(rows))
     if args.check and any(row["state"] == "rewritten" for row in rows):
         print("the READMEs differ from what these outputs give: run without --check to rewrite them", file=sys.stderr)

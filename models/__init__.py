@@ -11,6 +11,7 @@ from models.pooling import pool_in_channels_last
 from models.registry import ModelSpec, get_model_spec, list_models, register_model
 from models import tiny, vgg, resnet, densenet, vit, ecg  # noqa: F401  (registration side effects)
 from utils.checkpoint import load_checkpoint, load_weights
+from utils.device import trained_memory_format, use_memory_format
 from utils.errors import UserError
 from utils.missing_checkpoint import require_checkpoint
 
@@ -22,7 +23,7 @@ def get_model(name, n_classes, ckpt_path=None, img_size=64, in_channels=3, pretr
     """Build a registered model; optionally load a checkpoint or a local weights file.
 
     ``ckpt_path`` is one of our checkpoints (refused if it belongs to another architecture or
-    class count); ``pretrained_weights`` is a plain local state dict (e.g. ImageNet weights the
+    class count), loaded in the memory layout it was trained in; ``pretrained_weights`` is a plain local state dict (e.g. ImageNet weights the
     user downloaded), loaded non-strictly without the classification head. Nothing is downloaded.
     """
     spec = get_model_spec(name)
@@ -38,6 +39,7 @@ def get_model(name, n_classes, ckpt_path=None, img_size=64, in_channels=3, pretr
                 f"checkpoint {ckpt_path} is for model '{checkpoint.get('model_name')}' with "
                 f"{checkpoint.get('n_classes')} classes, expected '{name}' with {n_classes} classes")
         load_weights(model, checkpoint["model_state_dict"], ckpt_path)
+        use_memory_format(model, trained_memory_format(checkpoint))
     model.model_name = name
     model.eval()
     return model

@@ -50,6 +50,13 @@ def use_memory_format(model, name="contiguous"):
     return model.to(memory_format=MEMORY_FORMATS[name])
 
 
+def trained_memory_format(checkpoint) -> str:
+    """The layout a checkpoint's model was trained (or corrected) in, its config's ``memory_format``; the
+    default for a checkpoint without one. The steps that load it compute in that layout too: the faster one
+    on a CPU, and the one the model's validation and selection numbers were computed in."""
+    return (checkpoint.get("config") or {}).get("memory_format") or "contiguous"
+
+
 def mixed_precision_enabled(requested: bool, device: torch.device, warn=True) -> bool:
     """Whether mixed precision is used on ``device``; a request on a CPU is ignored with a warning,
     so one config runs on a laptop and on a GPU cluster."""

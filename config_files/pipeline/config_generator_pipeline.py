@@ -5,7 +5,10 @@ beside this script (only those files are rewritten).
 
 * ``synth_derm.yaml`` — the default audit that ``make demo`` runs: the band-aid shortcut of the
   embedded dermoscopy data. Its keys are copied from the committed per-step configs (training,
-  revealing, mitigation grid), so the pipeline and the step-by-step runs of the README agree.
+  revealing, mitigation grid), so the pipeline and the step-by-step runs of the README agree, except
+  one: it trains and corrects in channels-last memory order (:data:`DEMO_LAYOUT`), about 1.4x faster
+  on a CPU. That rounds otherwise, so its model is not bit for bit the step-by-step run's, but the
+  headline over training seeds is the same (``python -m experiments.benchmarks.headline_seeds``).
 * ``synth_ecg.yaml`` — the same audit on the embedded 12-lead ECG data (defective-lead shortcut).
 * ``image_folder.yaml`` — the same audit on your own images (``dataset_name: image_folder``; the
   data root comes from ``data_paths.image_folder`` in ``config_files/local_config.yaml``). Try it on
@@ -32,6 +35,10 @@ NOT_COPIED_TO_AUDIT = {"cav_labels"}
 # keys every correction run of a pipeline shares (fine-tuning schedule, evaluation sample cap)
 COMMON_MITIGATION_KEYS = ("optimizer", "lr", "num_epochs", "milestones", "eval_max_samples", "eval_splits",
                           "max_clean_drop")
+
+# the demo trains and corrects in channels-last order (README, "Memory layout"); the other pipelines keep the
+# default layout, so their published numbers stay those of the per-step configs
+DEMO_LAYOUT = {"memory_format": "channels_last"}
 
 SYNTH_DERM = {
     "training": "training/synth_derm/tiny_vgg_adam_lr0.003.yaml",
@@ -107,6 +114,12 @@ def synth_derm():
                     "annotation": SYNTH_DERM["annotation"], "mitigation_common": common, "mitigation": runs}
 
 
+def demo():
+    header, config = synth_derm()
+    return header, {**config, "training": {**config["training"], **DEMO_LAYOUT},
+                    "mitigation_common": {**config["mitigation_common"], **DEMO_LAYOUT}}
+
+
 def synth_ecg():
     shared, training = _split(_read(SYNTH_ECG["training"]))
     _, derm = synth_derm()
@@ -131,7 +144,7 @@ def image_folder():
                     "mitigation": derm["mitigation"]}
 
 
-PIPELINES = {"synth_derm": synth_derm, "synth_ecg": synth_ecg, "image_folder": image_folder}
+PIPELINES = {"synth_derm": demo, "synth_ecg": synth_ecg, "image_folder": image_folder}
 
 
 def config_text(build):

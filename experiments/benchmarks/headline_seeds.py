@@ -30,8 +30,8 @@ from utils.device import MEMORY_FORMATS
 from utils.evaluation.stats import format_mean_sd
 from utils.io import read_json, write_json
 from utils.pipeline.config import PipelineConfig
-from utils.provenance import provenance
-from utils.table import format_table
+from utils.provenance import provenance, stamp
+from utils.table import format_table, markdown_table
 
 VERDICTS = ("reveal: SpRAy cluster found", "reveal: artifact neuron found")
 
@@ -107,6 +107,21 @@ def table(runs, train_seeds, memory_formats) -> list:
         if len(memory_formats) == 2:
             rows[-1]["paired diff"], rows[-1]["p"] = _paired(*per_layout.values())
     return rows
+
+
+def markdown(summary) -> str:
+    """The table for a README: per number, the summary of each layout over seeds and the paired difference."""
+    layouts, seeds = summary["memory_formats"], ", ".join(map(str, summary["train_seeds"]))
+    merged = {}
+    for row in summary["table"]:
+        entry = merged.setdefault(row["number"], {"number": row["number"]})
+        entry[row["layout"]] = row["over seeds"]
+        if "paired diff" in row:
+            entry[f"paired diff ({layouts[-1]} - {layouts[0]})"], entry["p (paired t)"] = row["paired diff"], row["p"]
+    rows = list(merged.values())
+    columns = list(dict.fromkeys(column for row in rows for column in row))
+    return (f"{markdown_table(rows, columns)}\n\n"
+            f"{stamp(summary.get('provenance', {}), f'training seeds {seeds}, one run each')}")
 
 
 def measure(config_file, train_seeds, memory_formats, output_dir, log=print) -> dict:

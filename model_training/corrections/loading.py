@@ -6,10 +6,12 @@ training checkpoint loads as the plain model, so later steps call one function f
 """
 from models import get_model
 from utils.checkpoint import load_checkpoint, load_weights
+from utils.device import trained_memory_format, use_memory_format
 
 
 def load_corrected_model(path, device="cpu"):
-    """The model stored at ``path`` (eval mode), with its correction re-attached if it has one."""
+    """The model stored at ``path`` (eval mode, in the memory layout it was trained in), with its correction
+    re-attached if it has one."""
     from model_training.corrections.base import get_correction_method
 
     checkpoint = load_checkpoint(path)
@@ -18,6 +20,7 @@ def load_corrected_model(path, device="cpu"):
                       img_size=checkpoint.get("img_size", config.get("img_size", 64)),
                       in_channels=checkpoint.get("in_channels") or _infer_in_channels(checkpoint["model_state_dict"]))
     load_weights(model, checkpoint["model_state_dict"], path)
+    use_memory_format(model, trained_memory_format(checkpoint))
     correction = checkpoint.get("correction")
     if correction:
         model = get_correction_method(correction["method"]).attach(model, correction.get("state") or {},

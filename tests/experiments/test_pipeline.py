@@ -319,6 +319,11 @@ def test_headline_seeds_repeats_the_headline_per_run_and_summarises_over_seeds(p
     assert gap[1]["paired diff"] == "+0.150" and gap[1]["p"] == "0.2"  # differences 0.1 and 0.2: t = 3, df 1
     found = [r for r in rows if r["number"] == headline_seeds.VERDICTS[0]]
     assert found[1]["over seeds"] == "0 of 2" and found[1]["p"] == ""
+    text = headline_seeds.markdown({"memory_formats": ["contiguous", "channels_last"], "train_seeds": [0, 1],
+                                    "table": rows, "provenance": {"commit": "abc1234"}})
+    assert "| number | contiguous | channels_last | paired diff (channels_last - contiguous) | p (paired t) |" in text
+    assert "| Vanilla: gap closed | 0.300 ± 0.283 | 0.450 ± 0.354 | +0.150 | 0.2 |" in text
+    assert "commit abc1234" in text and "training seeds 0, 1, one run each" in text
 
 
 def test_reveal_seeds_refuses_a_bad_config_before_training(tmp_path, capsys):

@@ -1,3 +1,4 @@
+import copy
 import json
 
 import pytest
@@ -44,10 +45,12 @@ def test_resume_continues_exactly(write_config, tmp_path):
         assert torch.allclose(value.float(), b["model_state_dict"][key].float(), atol=1e-6), key
 
 
-def test_channels_last_trains_in_that_layout_and_its_checkpoint_loads_anywhere(write_config):
+def test_channels_last_trains_in_that_layout_and_later_steps_load_its_checkpoint_in_it(write_config):
     from model_training.resume import resume_mismatch
     from model_training.trainer import Trainer
+    from model_training.corrections.loading import load_corrected_model
     from models import get_model
+    from utils.device import use_memory_format
 
     path = write_config("layout", **TINY_TRAINING, num_epochs=1, memory_format="channels_last")
     trainer = Trainer(load_config(path, TrainingConfig))
@@ -56,11 +59,17 @@ def test_channels_last_trains_in_that_layout_and_its_checkpoint_loads_anywhere(w
                            for w in weights)
     trainer.fit()
     last = trainer.ckpt_dir / "last.pt"
-    plain = get_model("tiny_vgg", trainer.splits.n_classes, ckpt_path=last)  # the usual layout
+    # later steps load it in the layout it was trained in; in the usual one it is the same function
+    loaded = [get_model("tiny_vgg", trainer.splits.n_classes, ckpt_path=last), load_corrected_model(last)]
+    for model in loaded:
+        assert all(m.weight.is_contiguous(memory_format=torch.channels_last) and not m.weight.is_contiguous()
+                   for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    plain = use_memory_format(copy.deepcopy(loaded[0]), "contiguous")
     assert all(m.weight.is_contiguous() for m in plain.modules() if isinstance(m, torch.nn.Conv2d))
     x = torch.stack([trainer.splits.test[i][0] for i in range(8)])
     trainer.model.eval()
     with torch.no_grad():  # the same function; only the rounding of the convolutions differs
+        assert torch.equal(trainer.model(x), loaded[0](x)) and torch.equal(loaded[0](x), loaded[1](x))
         assert torch.allclose(trainer.model(x), plain(x), atol=1e-5)
     # continuing in the other layout would not equal an uninterrupted run
     with pytest.raises(UserError, match=r"memory_format \('channels_last' -> 'contiguous'\)"):
@@ -69,6 +78,9 @@ def test_channels_last_trains_in_that_layout_and_its_checkpoint_loads_anywhere(w
     # a checkpoint of a version without the setting was trained in the default layout
     older = load_checkpoint(last)
     older["config"] = {k: v for k, v in older["config"].items() if k != "memory_format"}
+    torch.save(older, trainer.ckpt_dir / "older.pt")
+    assert all(m.weight.is_contiguous() for m in get_model("tiny_vgg", trainer.splits.n_classes,
+               ckpt_path=trainer.ckpt_dir / "older.pt").modules() if isinstance(m, torch.nn.Conv2d))
     default = load_config(path, TrainingConfig, overrides={"memory_format": "contiguous", "num_epochs": 2})
     assert resume_mismatch(older, default, {}) == []
     assert resume_mismatch(older, load_config(path, TrainingConfig), {}) == [
