@@ -60,6 +60,7 @@ def headline_values(results, root, train_seed, memory_format) -> dict:
     for row in results["evaluate"]["metrics"]["comparison"]:
         if row["method"] != "original":
             values[f"{row['method']}: ok"] = row["status"] == "ok"
+            values[f"{row['method']}: strength kept"] = row["strength"]
             values[f"{row['method']}: gap closed"] = row["gap_closed"]
             values[f"{row['method']}: clean change"] = row["clean_change"]
     best = results["evaluate"]["metrics"].get("best")

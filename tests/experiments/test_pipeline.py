@@ -319,6 +319,8 @@ def test_headline_seeds_repeats_the_headline_per_run_and_summarises_over_seeds(p
     assert gap[1]["paired diff"] == "+0.150" and gap[1]["p"] == "0.2"  # differences 0.1 and 0.2: t = 3, df 1
     found = [r for r in rows if r["number"] == headline_seeds.VERDICTS[0]]
     assert found[1]["over seeds"] == "0 of 2" and found[1]["p"] == ""
+    kept = [r["over seeds"] for r in rows if r["number"] == "RRR: strength kept"]  # which strength, how often
+    assert values["RRR: strength kept"] in ("lamb=1", "lamb=10") and kept == [f"{values['RRR: strength kept']} 2"] * 2
     text = headline_seeds.markdown({"memory_formats": ["contiguous", "channels_last"], "train_seeds": [0, 1],
                                     "table": rows, "provenance": {"commit": "abc1234"}})
     assert "| number | contiguous | channels_last | paired diff (channels_last - contiguous) | p (paired t) |" in text
