@@ -3,6 +3,7 @@ import argparse
 import functools
 import sys
 
+from utils.allocator import keep_freed_memory
 from utils.errors import UserError, worker_message
 
 
@@ -15,10 +16,12 @@ def config_parser(description: str, config_help="YAML config for this step") -> 
 
 
 def main_entry(func):
-    """Run ``func``; turn a :class:`UserError` into one line on stderr and exit code 2."""
+    """Run ``func``; turn a :class:`UserError` into one line on stderr and exit code 2. Freed memory is
+    kept in the process while it runs (:mod:`utils.allocator`: faster, the same results)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        keep_freed_memory()
         try:
             return func(*args, **kwargs)
         except UserError as err:
