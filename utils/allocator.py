@@ -5,8 +5,9 @@ is free (128 KiB at first, raised adaptively) and serves large blocks with fresh
 training, correction or LRP step frees and allocates tens of megabytes of activations every batch, so
 every batch paid again for the page faults and zeroing of memory it had just returned. With freed memory
 kept (:func:`keep_freed_memory`, called by every entry point), one run of the demo's training on two AVX2
-cores took 2.3-2.9 s an epoch instead of 3.4-4.5 s. Only where the memory comes from changes: every
-number computed is the same, bit for bit. The process keeps up to ``TRIM_THRESHOLD`` of freed memory
+cores took 2.3-2.9 s an epoch instead of 3.4-4.5 s in channels-last order (the default layout gained
+nothing measurable). Only where the memory comes from changes: every number computed is the same, bit
+for bit. The process keeps up to ``TRIM_THRESHOLD`` of freed memory
 (its peak resident size can grow by that much); ``SHORTCUTLAB_KEEP_FREED_MEMORY=0`` turns it off.
 """
 import ctypes
