@@ -15,14 +15,13 @@ when a later call finds the run cached. Not a test: about 5-6 minutes per run fo
 Writes ``<output_dir>/headline_seeds_<config>.json`` (every run's values and the table) and the pipeline
 outputs of each run under ``<output_dir>``.
 """
-import argparse
 from pathlib import Path
 
 import numpy as np
 import yaml
 from scipy import stats
 
-from experiments.benchmarks.reveal_seeds import DEMO_CONFIG, seed_config, seed_row
+from experiments.benchmarks.reveal_seeds import seed_config, seed_row, seeds_parser
 from experiments.run_pipeline import run
 from utils.cli import main_entry
 from utils.config import load_config
@@ -149,11 +148,8 @@ def measure(config_file, train_seeds, memory_formats, output_dir, log=print) -> 
 
 @main_entry
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config_file", default=DEMO_CONFIG, help="pipeline YAML (default: the demo's)")
-    parser.add_argument("--train_seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    parser = seeds_parser(__doc__.splitlines()[0], "outputs/benchmarks/headline_seeds")
     parser.add_argument("--memory_formats", choices=list(MEMORY_FORMATS), nargs="+", default=["contiguous"])
-    parser.add_argument("--output_dir", default="outputs/benchmarks/headline_seeds")
     args = parser.parse_args(argv)
     summary = measure(args.config_file, args.train_seeds, list(dict.fromkeys(args.memory_formats)), args.output_dir)
     print(format_table(summary["table"]))

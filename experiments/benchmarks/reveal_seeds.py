@@ -81,13 +81,19 @@ def measure(config_file, train_seeds, memory_format, output_dir, log=print) -> d
     return summary
 
 
-@main_entry
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def seeds_parser(description, output_dir) -> argparse.ArgumentParser:
+    """The options of a benchmark over training seeds: the pipeline config, the seeds, the output folder."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config_file", default=DEMO_CONFIG, help="pipeline YAML (default: the demo's)")
     parser.add_argument("--train_seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    parser.add_argument("--output_dir", default=output_dir)
+    return parser
+
+
+@main_entry
+def main(argv=None):
+    parser = seeds_parser(__doc__.splitlines()[0], "outputs/benchmarks/reveal_seeds")
     parser.add_argument("--memory_format", choices=list(MEMORY_FORMATS), default="contiguous")
-    parser.add_argument("--output_dir", default="outputs/benchmarks/reveal_seeds")
     args = parser.parse_args(argv)
     summary = measure(args.config_file, args.train_seeds, args.memory_format, args.output_dir)
     print(format_table(summary["rows"]))

@@ -328,10 +328,12 @@ def test_headline_seeds_repeats_the_headline_per_run_and_summarises_over_seeds(p
     assert "commit abc1234" in text and "training seeds 0, 1, one run each" in text
 
 
-def test_reveal_seeds_refuses_a_bad_config_before_training(tmp_path, capsys):
-    from experiments.benchmarks import reveal_seeds
+@pytest.mark.parametrize("benchmark", ["reveal_seeds", "headline_seeds"])
+def test_seed_benchmarks_refuse_a_bad_config_before_training(benchmark, tmp_path, capsys):
+    import importlib
 
+    module = importlib.import_module(f"experiments.benchmarks.{benchmark}")
     with pytest.raises(SystemExit) as stop:
-        reveal_seeds.main(["--config_file", str(tmp_path / "missing.yaml"), "--output_dir", str(tmp_path / "out")])
+        module.main(["--config_file", str(tmp_path / "missing.yaml"), "--output_dir", str(tmp_path / "out")])
     assert stop.value.code == 2 and "missing.yaml" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
