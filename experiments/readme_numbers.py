@@ -42,7 +42,7 @@ from utils.errors import UserError
 from utils.evaluation.compare import display_rows
 from utils.io import read_json, write_text
 from utils.pipeline import steps as _steps  # noqa: F401  (registers the steps)
-from utils.pipeline.runner import STEPS
+from utils.pipeline.runner import recorded_seconds
 from utils.provenance import stamp
 from utils.readme_blocks import block_names, replace_blocks
 from utils.table import format_table, markdown_table
@@ -77,9 +77,9 @@ def demo_blocks(root) -> dict:
     metrics = read_json(root / "metrics.json")
     headline = markdown_table(metrics["headline"], ["step", "result"])
     records = {path.stem: read_json(path) for path in sorted((root / "steps").glob("*.json"))}
-    order = [name for name in STEPS if records.get(name, {}).get("seconds") is not None]
-    timing = ", ".join(f"{name} {records[name]['seconds']:.0f} s" for name in order)
-    total = sum(records[name]["seconds"] for name in order)
+    seconds = recorded_seconds(root)
+    timing = ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items())
+    total = sum(seconds.values())
     # the record of the step that computed the comparison; a step cached from another commit is named
     record = records.get("evaluate", {}).get("provenance", {})
     others = sorted({r["provenance"].get("commit") or "?" for r in records.values() if "provenance" in r}

@@ -25,7 +25,12 @@ TRIM_THRESHOLD, TOP_PAD, MMAP_THRESHOLD = 256 * 2**20, 64 * 2**20, 32 * 2**20
 def keep_freed_memory() -> bool:
     """Tune glibc's allocator as described in the module docstring; whether it was done (not on other
     systems or C libraries, nor when ``$SHORTCUTLAB_KEEP_FREED_MEMORY`` is ``0``)."""
-    if os.environ.get(ENV_SWITCH, "").strip() == "0" or not sys.platform.startswith("linux"):
+    switch = os.environ.get(ENV_SWITCH, "").strip()
+    if switch not in ("", "0", "1"):
+        from utils.errors import UserError
+
+        raise UserError(f"${ENV_SWITCH}: 0 (give freed memory back to the system) or 1 (keep it), got {switch!r}")
+    if switch == "0" or not sys.platform.startswith("linux"):
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt

@@ -21,8 +21,8 @@ def main_entry(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        keep_freed_memory()
         try:
+            keep_freed_memory()
             return func(*args, **kwargs)
         except UserError as err:
             _exit_with(str(err) or type(err).__name__)

@@ -27,8 +27,9 @@ from utils.cli import main_entry
 from utils.config import load_config
 from utils.device import MEMORY_FORMATS
 from utils.evaluation.stats import format_mean_sd
-from utils.io import read_json, write_json
+from utils.io import write_json
 from utils.pipeline.config import PipelineConfig
+from utils.pipeline.runner import recorded_seconds
 from utils.provenance import provenance, stamp
 from utils.table import format_table, markdown_table
 
@@ -38,17 +39,12 @@ NOT_IN_README = {"pipeline seconds"}
 VERDICTS = ("reveal: SpRAy cluster found", "reveal: artifact neuron found")
 
 
-def pipeline_seconds(root) -> float:
-    """The run's compute time: the sum of the times its steps recorded when they ran."""
-    return round(sum(read_json(path).get("seconds", 0.0) for path in Path(root, "steps").glob("*.json")), 1)
-
-
 def headline_values(results, root, train_seed, memory_format) -> dict:
     """One run's headline as numbers (verdicts as booleans, the best correction as its method's name)."""
     reveal = seed_row(results, train_seed, memory_format)
     test = results["train"]["metrics"]["test"]
     annotate = results["annotate"]["metrics"]
-    values = {"pipeline seconds": pipeline_seconds(root),
+    values = {"pipeline seconds": round(sum(recorded_seconds(root).values()), 1),
               **{f"original: {split} accuracy": m["accuracy"] for split, m in test.items()},
               VERDICTS[0]: reveal["spray"] == "yes", VERDICTS[1]: reveal["neuron"] == "yes",
               "reveal: best cluster coverage": reveal["coverage"], "reveal: best neuron AUROC": reveal["neuron_auroc"],

@@ -43,3 +43,13 @@ def test_freed_memory_is_kept_in_the_process_unless_switched_off():
 def test_other_systems_keep_their_allocator(monkeypatch):
     monkeypatch.setattr(sys, "platform", "darwin")
     assert allocator.keep_freed_memory() is False
+
+
+def test_a_bad_switch_is_refused_in_one_line(monkeypatch, capsys):
+    from utils.cli import main_entry
+
+    monkeypatch.setenv(allocator.ENV_SWITCH, "yes")
+    with pytest.raises(SystemExit) as stop:
+        main_entry(lambda: pytest.fail("ran despite the bad setting"))()
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == f"${allocator.ENV_SWITCH}: 0 (give freed memory back to the system) or 1 (keep it), got 'yes'\n"

@@ -81,6 +81,13 @@ def _finished_key(key, trusted) -> str:
     return _hash({"key": key, "trusted": trusted}) if trusted else key
 
 
+def recorded_seconds(root) -> dict:
+    """``{step: seconds}`` of a pipeline folder, in step order: the time each step took when it was computed
+    (a later run that found it cached does not change it)."""
+    records = {path.stem: read_json(path) for path in Path(root, "steps").glob("*.json")}
+    return {name: records[name]["seconds"] for name in STEPS if records.get(name, {}).get("seconds") is not None}
+
+
 def run_steps(ctx, from_step=None, only=None, until=None, log=print):
     """Run (or take from the cache) every step in order; ``until``: stop after that step."""
     names = list(STEPS)
